@@ -255,7 +255,9 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     ...
     xtramgrad.topology.TessellationError: variable 'neighbours' holds position 9 at bin 0, ...
     """
-    topo = topology(ds, labels=LABEL in ds.variables)
+    topo = topology(ds)
+    if LABEL in ds.variables:
+        topo = topology(ds, labels=True)
     if _is_lazy(topo.center) or _is_lazy(topo.neighbours):
         import dask.array as da
 
@@ -517,8 +519,7 @@ def voronoi(
         left[order[1:]] = order[:-1]
         right[order[:-1]] = order[1:]
         table = np.stack([left, right], axis=1)
-        table = np.sort(table, axis=1)[:, ::-1]  # keep -1 last
-        table = np.where(table[:, :1] == -1, table[:, ::-1], table)
+        table = np.take_along_axis(table, np.argsort(table < 0, axis=1, kind="stable"), axis=1)
         return _dataset(pts, table.astype(np.int64), None, space, measurements)
     from scipy.spatial import Delaunay, QhullError
 
