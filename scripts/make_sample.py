@@ -58,28 +58,38 @@ MAX_STEPS = 10  # displacements per trajectory at most
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "src" / "xtramgrad" / "data"
 
-# bins with fewer locations are left out by TRamWAy's partition (``strict_min_location_count``,
-# i.e. ``Voronoi.cell_index(min_location_count=...)``); they are then dropped from inference
+# TRamWAy's partition step leaves out bins that fail a ``filter`` (``tessellate(...,
+# filter=f)`` -> ``Voronoi.cell_index(filter=f)``, f(tessellation, cell, points) -> bool);
+# such bins get no points and are then dropped from inference, as TRamWAy does with
+# empty bins.  Here a bin is kept if at least MIN_COUNT of its points lie inside the box:
+# this removes the bins that only collect the end points of trajectories that left it.
 MIN_COUNT = 20
+
+
+def inside_box_filter(tessellation, cell, points) -> bool:
+    inside = np.all((BOX[0] <= points) & (points <= BOX[1]), axis=1)
+    return bool(np.count_nonzero(inside) >= MIN_COUNT)
+
 
 # TRamWAy tessellation parameters, per method (passed to tramway.helper.tessellate).
 TESSELLATIONS = {
-    # 20 x 20 square bins of 0.1 um exactly covering the box
+    # 20 x 20 square bins of 0.1 um exactly covering the box (8-neighbour adjacency)
     "grid": dict(
         lower_bound=np.array([BOX[0], BOX[0]]),
         upper_bound=np.array([BOX[1], BOX[1]]),
         count_per_dim=np.array([20, 20]),
-        strict_min_location_count=MIN_COUNT,
     ),
-    # hexagons 0.12 um across (flat to flat) over the box
+    # hexagons 0.11 um across (flat to flat) over the box; for 'hexagon' the size is
+    # set by min_distance (TRamWAy's helper always derives avg_probability from
+    # avg_location_count, which takes precedence over avg_distance, and the hexagon
+    # radius is then max(radius from avg_probability, min_distance / 2))
     "hexagon": dict(
-        avg_distance=0.12,
+        min_distance=0.11,
         lower_bound=np.array([BOX[0], BOX[0]]),
         upper_bound=np.array([BOX[1], BOX[1]]),
-        strict_min_location_count=MIN_COUNT,
     ),
     # k-means (grid-initialised, deterministic) with ~450 locations per bin
-    "kmeans": dict(avg_location_count=450, strict_min_location_count=MIN_COUNT),
+    "kmeans": dict(avg_location_count=450),
 }
 
 
@@ -164,7 +174,8 @@ def make_map(df: pd.DataFrame, method: str, params: dict) -> dict:
     from tramway.inference.base import distributed
     from tramway.inference.gradient import get_grad_kwargs
 
-    partition = tessellate(df, method, **{k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in params.items()})
+    kwargs = {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}
+    partition = tessellate(df, method, filter=inside_box_filter, **kwargs)
     maps = infer(partition, "d", sigma=0.0)
     D_map = maps.maps["diffusivity"]
 
@@ -188,6 +199,7 @@ def make_map(df: pd.DataFrame, method: str, params: dict) -> dict:
         if g is not None:
             grad[pos] = g
 
+    shown = {k: np.asarray(v).tolist() for k, v in params.items()}
     return dict(
         center=center,
         neighbours=neighbours,
@@ -204,10 +216,11 @@ def make_map(df: pd.DataFrame, method: str, params: dict) -> dict:
             f"TRamWAy {version('tramway')} '{method}' tessellation + mode 'd' diffusivity map "
             f"of simulated 2D Brownian trajectories in [-1,1]^2 um with "
             f"D(x,y) = {D0} + {GX}*x + {GY}*y um^2/s, dt = {DT} s, seed {SEED}; "
-            f"tessellation parameters {dict((k, np.asarray(v).tolist()) for k, v in params.items())}; "
+            f"tessellation parameters {shown} "
+            f"and a partition filter keeping bins with >= {MIN_COUNT} points inside the box; "
             f"made by scripts/make_sample.py"
         ),
-        tramway_version=np.array(version('tramway')),
+        tramway_version=np.array(version("tramway")),
         method=np.array(method),
     )
 
@@ -222,15 +235,17 @@ def summarize(method: str, data: dict) -> str:
     k = np.sum(data["neighbours"] >= 0, axis=1)
     rel = np.abs(D - data["D_true"]) / data["D_true"]
     lines = [
-        f"[{method}] bins={len(D)}  translocations/bin: min={w.min()} median={int(np.median(w))} max={w.max()}"
-        f"  neighbours/bin: {k.min()}-{k.max()} (table width {data['neighbours'].shape[1]})",
+        f"[{method}] bins={len(D)}  translocations/bin: min={w.min()} "
+        f"median={int(np.median(w))} max={w.max()}  neighbours/bin: {k.min()}-{k.max()} "
+        f"(table width {data['neighbours'].shape[1]})",
         f"  D: mean={D.mean():.4f}  |D-D_true|/D_true median={np.median(rel):.3f}",
         f"  true gradient            : ({g_true[0]:+.4f}, {g_true[1]:+.4f})",
         f"  plane fit, unweighted    : ({gu[0]:+.4f} +- {su[0]:.4f}, {gu[1]:+.4f} +- {su[1]:.4f})",
         f"  plane fit, n-weighted    : ({gw[0]:+.4f} +- {sw[0]:.4f}, {gw[1]:+.4f} +- {sw[1]:.4f})",
         f"  TRamWAy grad1 (angle .9) : mean ({np.mean(tg[ok, 0]):+.4f}, {np.mean(tg[ok, 1]):+.4f})"
         f"  median ({np.median(tg[ok, 0]):+.4f}, {np.median(tg[ok, 1]):+.4f})"
-        f"  per-bin std ({np.std(tg[ok, 0]):.3f}, {np.std(tg[ok, 1]):.3f}), {np.sum(~ok)} bins without gradient",
+        f"  per-bin std ({np.std(tg[ok, 0]):.3f}, {np.std(tg[ok, 1]):.3f}),"
+        f" {np.sum(~ok)} bins without gradient",
     ]
     return "\n".join(lines)
 
@@ -242,12 +257,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
-    np.random.seed(SEED)  # TRamWAy itself draws from numpy's global generator in places
+    np.random.seed(SEED)  # noqa: NPY002  (TRamWAy draws from numpy's global generator)
     df = simulate()
     n_disp = len(df) - df["n"].nunique()
     print(
         f"simulated {df['n'].nunique()} trajectories, {len(df)} points, {n_disp} displacements; "
-        f"D range in box [{true_D(np.array([BOX[0], BOX[1]])):.3f}, {true_D(np.array([BOX[1], BOX[0]])):.3f}]"
+        f"D range in box [{true_D(np.array([BOX[0], BOX[1]])):.3f}, "
+        f"{true_D(np.array([BOX[1], BOX[0]])):.3f}]"
     )
     for method, params in TESSELLATIONS.items():
         data = make_map(df, method, params)
@@ -256,7 +272,8 @@ def main(argv=None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"sample_{method}.npz"
             np.savez_compressed(path, **data)
-            print(f"  wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ({path.stat().st_size / 1024:.1f} KB)")
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            print(f"  wrote {shown} ({path.stat().st_size / 1024:.1f} KB)")
     return 0
 
 

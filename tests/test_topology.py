@@ -153,7 +153,8 @@ def test_from_neighbours_errors(kwargs, match):
 
 
 def test_from_neighbours_rejects_non_finite_centers():
-    with pytest.raises(TessellationError, match=r"non-finite values at 1 bin\(s\) \(first: bin 1\)"):
+    match = r"non-finite values at 1 bin\(s\) \(first: bin 1\)"
+    with pytest.raises(TessellationError, match=match):
         xtramgrad.from_neighbours([0.0, np.nan, 2.0], [[1], [0], [1]])
 
 

@@ -272,7 +272,9 @@ def grad(
     [2.0, 0.4]
     """
     many = not isinstance(variables, str) and isinstance(variables, Sequence)
-    names = list(variables) if many else [variables]  # type: ignore[list-item]
+    names: list[Hashable] = list(variables) if isinstance(variables, Sequence) and many else [
+        variables
+    ]
     name = _method_name(method)
     builtin = isinstance(method, str)
     if not builtin or method == "gradn":

@@ -1,0 +1,148 @@
+"""Generate ``tests/data/sample.rwa``: a small TRamWAy 0.7 analysis file for importer tests.
+
+Run from the repository root with TRamWAy 0.7 installed::
+
+    .venv/bin/python tests/data/make_rwa.py           # writes tests/data/sample.rwa
+    .venv/bin/python tests/data/make_rwa.py --check   # also reloads it and prints the tree
+
+It uses TRamWAy the way a user does (``tramway.helper``), end to end:
+
+1. simulate a few thousand points of 2D Brownian trajectories whose diffusivity has a
+   linear gradient, ``D(x, y) = 0.5 + 0.15 x - 0.08 y`` um^2/s (Itô scheme, stop at the
+   first point outside [-1, 1]^2), columns ``n, x, y, t``;
+2. ``tessellate(tree, method, label=method, ...)`` for 'grid', 'kmeans', 'gwr' and
+   'hexagon' (30-150 bins each) into one analysis tree rooted at the DataFrame;
+3. ``infer(tree, 'd', input_label=method, output_label='D', sigma=0)`` (diffusivity);
+4. ``infer(tree, 'gradient', feature='diffusivity', input_label=(method, 'D'),
+   output_label='gradD')`` (TRamWAy's gradient plugin, default options, i.e.
+   ``grad1`` with ``selection_angle=0.9``);
+5. ``Partition.freeze()`` (drops GWR's training graph, as TRamWAy's own pipeline does
+   before saving), then ``save_rwa('tests/data/sample.rwa', tree, force=True)``.
+
+The resulting structure and how to read it back are described in ``tests/data/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SEED = 20240612
+D0, GX, GY = 0.5, 0.15, -0.08  # um^2/s, um/s, um/s
+DT = 0.02  # s
+N_TRAJECTORIES = 400
+MAX_STEPS = 10
+BOX = (-1.0, 1.0)
+
+HERE = Path(__file__).resolve().parent
+OUTPUT = HERE / "sample.rwa"
+
+# label -> (TRamWAy method, tessellate() keyword arguments)
+TESSELLATIONS = {
+    "grid": ("grid", dict(avg_location_count=60)),
+    "kmeans": ("kmeans", dict(avg_location_count=60)),
+    "gwr": ("gwr", dict(avg_location_count=60)),
+    "hexagon": ("hexagon", dict(avg_location_count=40)),
+}
+D_LABEL = "D"
+GRADIENT_LABEL = "gradD"
+
+
+def simulate(seed: int = SEED) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    lo, hi = BOX
+    pos = rng.uniform(lo, hi, size=(N_TRAJECTORIES, 2))
+    alive = np.ones(N_TRAJECTORIES, dtype=bool)
+    traj, present = [pos.copy()], [alive.copy()]
+    for _ in range(MAX_STEPS):
+        D = np.where(alive, D0 + GX * pos[:, 0] + GY * pos[:, 1], 0.0)
+        pos = pos + np.sqrt(2.0 * D * DT)[:, None] * rng.standard_normal(pos.shape)
+        traj.append(pos.copy())
+        present.append(alive.copy())
+        alive &= np.all((lo <= pos) & (pos <= hi), axis=1)
+    xy = np.stack(traj, axis=1)
+    keep = np.stack(present, axis=1)
+    n = np.broadcast_to(np.arange(1, N_TRAJECTORIES + 1)[:, None], keep.shape)
+    t = np.broadcast_to(np.arange(MAX_STEPS + 1)[None, :] * DT, keep.shape)
+    df = pd.DataFrame(
+        {"n": n[keep].astype(float), "x": xy[..., 0][keep], "y": xy[..., 1][keep], "t": t[keep]}
+    )
+    counts = df.groupby("n")["n"].transform("size")
+    return df[counts > 1].reset_index(drop=True)
+
+
+def build_tree(df: pd.DataFrame):
+    from tramway.core.analyses import Analyses
+    from tramway.helper import infer, tessellate
+
+    tree = Analyses(df)
+    for label, (method, kwargs) in TESSELLATIONS.items():
+        np.random.seed(SEED)  # noqa: NPY002  (GWR draws batches from numpy's global RNG)
+        tessellate(tree, method, label=label, comment=f"{method} tessellation", **kwargs)
+        infer(
+            tree,
+            "d",
+            input_label=label,
+            output_label=D_LABEL,
+            sigma=0.0,
+            comment="diffusivity, mode 'd'",
+        )
+        infer(
+            tree,
+            "gradient",
+            feature="diffusivity",
+            input_label=(label, D_LABEL),
+            output_label=GRADIENT_LABEL,
+            comment="TRamWAy gradient of the diffusivity",
+        )
+        tree[label].data.freeze()
+    return tree
+
+
+def describe(path: Path) -> str:
+    from tramway.core.hdf5 import load_rwa
+    from tramway.inference.base import distributed
+
+    tree = load_rwa(str(path))
+    lines = [str(tree), f"points: {tree.data.shape} columns {list(tree.data.columns)}"]
+    for label in tree.labels:
+        partition = tree[label].data
+        tess = partition.tessellation
+        D = tree[label][D_LABEL].data
+        G = tree[label][D_LABEL][GRADIENT_LABEL].data
+        cells = distributed(partition)
+        lines.append(
+            f"[{label}] {type(tess).__name__}: {tess.number_of_cells} cells, "
+            f"{len(list(cells.keys()))} with data, inference edges {cells.adjacency.nnz}; "
+            f"D map {D.maps.shape} {list(D.maps.columns)} mode={D.mode!r}; "
+            f"gradient map {G.maps.shape} {list(G.maps.columns)} mode={G.mode!r} "
+            f"feature={G.feature!r}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="reload and describe the file")
+    parser.add_argument("--out", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+
+    from tramway.core.hdf5 import save_rwa
+
+    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
+    df = simulate()
+    tree = build_tree(df)
+    save_rwa(str(args.out), tree, force=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
+    if args.check:
+        print(describe(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
