@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup setup-test lint clean
+.PHONY: demo test docs setup setup-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[test,dev,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -23,8 +23,14 @@ setup-test: $(VENV)/.installed-test
 demo: setup
 	$(BIN)/python -m xtramgrad demo
 
+# the test suite (with the notebooks and doctests), then the docs with warnings as errors
 test: setup-test
 	$(BIN)/python -m pytest -q
+	$(MAKE) docs
+
+# Sphinx site (executes notebooks/ and the pages written as notebooks) -> docs/_build/html
+docs: setup-test
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 lint: setup-test
 	$(BIN)/ruff check src tests

@@ -9,13 +9,21 @@ np.float64(1.0)
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
+from . import samples
+from .chunked import plan
 from .core import DEFAULT_SELECTION_ANGLE, grad, grad_operator, pointwise, resolve_selection
+from .io import from_tramway, from_ugrid, to_tramway
 from .kernels import Selection
+from .plot import plot_gradient, plot_map, plot_selection
+from .repr import summary
+from .samples import open_sample
 from .topology import (
     TessellationError,
     from_adjacency,
     from_neighbours,
     grid,
+    sort,
+    unsort,
     validate,
     voronoi,
 )
@@ -28,11 +36,23 @@ __all__ = [
     "TessellationError",
     "from_adjacency",
     "from_neighbours",
+    "from_tramway",
+    "from_ugrid",
     "grad",
     "grad_operator",
     "grid",
+    "open_sample",
+    "plan",
+    "plot_gradient",
+    "plot_map",
+    "plot_selection",
     "pointwise",
     "resolve_selection",
+    "samples",
+    "sort",
+    "summary",
+    "to_tramway",
+    "unsort",
     "validate",
     "voronoi",
 ]

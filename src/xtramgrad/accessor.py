@@ -14,6 +14,8 @@ import numpy as np
 import xarray as xr
 
 from . import core, topology
+from . import plot as _plot
+from . import repr as _repr
 
 
 @xr.register_dataset_accessor("tram")
@@ -61,3 +63,46 @@ class TramAccessor:
     def validate(self) -> xr.Dataset:
         """Check the tessellation thoroughly; see :func:`xtramgrad.validate`."""
         return topology.validate(self._ds)
+
+    def sort(self, curve: str = "hilbert") -> xr.Dataset:
+        """Reorder bins along a space-filling curve; see :func:`xtramgrad.sort`."""
+        return topology.sort(self._ds, curve=curve)
+
+    def plan(self, *, block: int | None = None, halo: int | None = None) -> xr.Dataset:
+        """Record the neighbour table's chunk locality; see :func:`xtramgrad.plan`."""
+        from . import chunked
+
+        return chunked.plan(self._ds, block=block, halo=halo)
+
+    # ------------------------------------------------------------------ display
+
+    def summary(self, compute: bool = False) -> _repr.Summary:
+        """Bins, dims, degree statistics, measurements, chunking; see
+        :func:`xtramgrad.summary`."""
+        return _repr.summary(self._ds, compute=compute)
+
+    def __repr__(self) -> str:
+        try:
+            return repr(_repr.summary(self._ds))
+        except topology.TessellationError as err:
+            return f"<xtramgrad accessor: not a tessellation Dataset: {err}>"
+
+    def _repr_html_(self) -> str:
+        try:
+            return _repr.summary(self._ds)._repr_html_()
+        except topology.TessellationError as err:
+            import html
+
+            return f"<pre>not a tessellation Dataset: {html.escape(str(err))}</pre>"
+
+    def plot_map(self, variable: Hashable | xr.DataArray | None = None, **kwargs: Any) -> Any:
+        """Map of a measurement over the bins; see :func:`xtramgrad.plot_map`."""
+        return _plot.plot_map(self._ds, variable, **kwargs)
+
+    def plot_gradient(self, variable: Hashable, **kwargs: Any) -> Any:
+        """Gradient arrows over the map; see :func:`xtramgrad.plot_gradient`."""
+        return _plot.plot_gradient(self._ds, variable, **kwargs)
+
+    def plot_selection(self, bin: int, **kwargs: Any) -> Any:
+        """Neighbour selection around one bin; see :func:`xtramgrad.plot_selection`."""
+        return _plot.plot_selection(self._ds, bin, **kwargs)

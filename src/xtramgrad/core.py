@@ -177,6 +177,12 @@ def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
             f"the Dataset has no variable {name!r} to differentiate; its measurements are "
             f"{[v for v in ds.data_vars if BIN in ds[v].dims and v not in _SCHEMA]}."
         )
+    if name in ("neighbours", "neighbour_label"):
+        raise TessellationError(
+            f"variable {name!r} is part of the tessellation (a table of bin positions or "
+            "side labels), not a measurement; differentiate a measurement such as "
+            "ds['D'] = ('bin', values)."
+        )
     da = ds[name]
     if BIN not in da.dims:
         raise TessellationError(
@@ -186,7 +192,7 @@ def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
     if SPACE in da.dims:
         raise TessellationError(
             f"variable {name!r} has a 'space' dim {tuple(da.dims)}; gradients apply to "
-            "scalar fields. Select a component first, e.g. ds[name].sel(space='x')."
+            f"scalar fields. Select a component first, e.g. ds[{name!r}].sel(space='x')."
         )
     if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
         raise TessellationError(

@@ -22,6 +22,7 @@ neighbours ``(n, k)`` padded with -1, results ``(..., n, d)``.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,6 +42,9 @@ __all__ = [
     "weights_to_csr",
     "local_gradient",
     "gather_neighbourhoods",
+    "set_backend",
+    "get_backend",
+    "numba_available",
 ]
 
 SELECTION_KINDS = ("cone", "quadrants", "halfspace", "labels")
@@ -317,7 +321,14 @@ def gradn_weights(
     simply ``L``. TRamWAy reads the wrong coefficients and returns about 0 for every linear
     field; this returns the derivative of the same fit. Rank-deficient neighbourhoods (fewer
     than 6 distinct points in 2D, 10 in 3D) get the minimum-norm solution in those centered,
-    scaled coordinates (eigenvalues below ``rcond`` times the largest are dropped).
+    scaled coordinates (singular values of the design below ``rcond`` times the largest are
+    dropped).
+
+    Well-conditioned neighbourhoods are solved through the normal equations (fast); those
+    whose design has a condition number above ``1 / sqrt(_GRADN_NORMAL_RATIO)`` (nearly
+    degenerate Voronoi neighbourhoods, rank-deficient borders) are solved by a singular value
+    decomposition of the design itself, which keeps their accuracy at ``eps * cond`` instead
+    of the normal equations' ``eps * cond**2``.
 
     Parameters and returns as :func:`grad1_weights`.
     """
@@ -340,12 +351,62 @@ def gradn_weights(
     lam, vec = np.linalg.eigh(normal)
     lam_max = lam[..., -1:]
     with np.errstate(invalid="ignore", divide="ignore"):
-        inv = np.where(lam > rcond * lam_max, 1.0 / lam, 0.0)
+        inv = np.where(lam > rcond * rcond * lam_max, 1.0 / lam, 0.0)
     lin = slice(1, 1 + d)
     pinv_l = np.einsum("npik,npk,npjk->npij", vec[:, :, lin, :], inv, vec)  # (n, P, d, p)
     w = np.einsum("epdq,epq->edp", pinv_l[st.rows], wphi) / h[st.rows][:, None, :]
     diag = (pinv_l[:, :, :, 0] * k[:, :, None]).transpose(0, 2, 1) / h[:, None, :]
+    # ill-conditioned (or rank-deficient) neighbourhoods: SVD of the design itself
+    bad_b, bad_p = np.nonzero((lam[..., 0] < _GRADN_NORMAL_RATIO * lam_max[..., 0]) & (k > 0))
+    if len(bad_b):
+        _gradn_svd(st, bad_b, bad_p, phi, edge_ok, k, h, rcond, diag, w)
     return diag, w
+
+
+# Below this ratio of the smallest to the largest eigenvalue of the normal matrix (design
+# condition number above 100), gradn solves the neighbourhood by SVD of the design.
+_GRADN_NORMAL_RATIO = 1e-4
+
+
+def _gradn_svd(
+    st: Stencil,
+    bins: np.ndarray,
+    pats: np.ndarray,
+    phi: np.ndarray,
+    edge_ok: np.ndarray,
+    k: np.ndarray,
+    h: np.ndarray,
+    rcond: float,
+    diag: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Overwrite gradn's weights of the (bin, pattern) pairs ``(bins, pats)`` in place with
+    the minimum-norm least-squares solution computed by SVD of the weighted design: one row
+    ``sqrt(k) * (1, 0, ..., 0)`` for the center counted ``k`` times (same normal equations,
+    same minimum-norm solution), then one row per measured neighbour (zero rows elsewhere)."""
+    d = st.ndim
+    deg = np.diff(st.indptr)
+    kmax = int(deg[bins].max())
+    # padded edge table of the selected bins: (B, kmax) edge positions, -1 for padding
+    slot = np.arange(kmax)
+    edges = st.indptr[bins][:, None] + slot[None, :]
+    present = slot[None, :] < deg[bins][:, None]
+    edges = np.where(present, edges, -1)
+    q_idx, s_idx = np.nonzero(present)
+    e_idx = edges[q_idx, s_idx]
+    design = np.zeros((len(bins), kmax + 1, phi.shape[2]))
+    sqrt_k = np.sqrt(k[bins, pats])
+    design[:, 0, 0] = sqrt_k
+    ok = edge_ok[e_idx, pats[q_idx]]
+    design[q_idx, s_idx + 1] = phi[e_idx, pats[q_idx]] * ok[:, None]
+    u, sv, vt = np.linalg.svd(design, full_matrices=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inv = np.where(sv > rcond * sv[:, :1], 1.0 / sv, 0.0)
+    # rows of L of the pseudo-inverse: (B, d, kmax + 1)
+    x_l = np.einsum("bri,br,bkr->bik", vt[:, :, 1 : 1 + d], inv, u)
+    scale = h[bins, pats]
+    diag[bins, :, pats] = x_l[:, :, 0] * (sqrt_k / scale)[:, None]
+    w[e_idx, :, pats[q_idx]] = x_l[q_idx, :, s_idx + 1] / scale[q_idx][:, None]
 
 
 # --------------------------------------------------------------------------- applying
@@ -520,6 +581,7 @@ def local_gradient(
     targets: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     na: float = np.nan,
+    backend: str | None = None,
 ) -> np.ndarray:
     """Gradient of ``values`` on a local problem.
 
@@ -539,6 +601,10 @@ def local_gradient(
         Signed edge labels for ``Selection("labels")``.
     na : float
         Value of a component with no neighbour on either side (``grad1``).
+    backend : {"auto", "numpy", "numba"}, optional
+        Kernels for the built-in methods (default: :func:`get_backend`). ``"numba"`` makes
+        one compiled pass over the bins; ``"numpy"`` is the reference, run by blocks of
+        bins so that its temporaries stay small. Both agree to rounding.
 
     Returns
     -------
@@ -572,10 +638,224 @@ def local_gradient(
             )
         out = np.where(np.isnan(hood["value"])[:, :, None], np.nan, out)
         return out.reshape(batch + (n, d))
-    stencil = build_stencil(centers, neighbours, selection, targets=targets, labels=labels)
-    valid, pattern = missing_patterns(flat)
-    diag, w, no_side = local_weights(stencil, method, valid)
-    out = apply_weights(stencil, diag, w, flat, pattern)
-    if not np.isnan(na):
-        out = np.where(no_side.transpose(2, 0, 1)[pattern], na, out)
+    if method not in WEIGHT_METHODS:
+        raise ValueError(
+            f"unknown gradient method {method!r}: expected one of {sorted(WEIGHT_METHODS)} "
+            "or a callable"
+        )
+    targets = np.asarray(targets, dtype=np.intp)
+    if _resolve_backend(backend) == "numba":
+        out = _numba_gradient(flat, centers, neighbours, selection, method, targets, labels, na)
+    else:
+        out = _numpy_gradient(flat, centers, neighbours, selection, method, targets, labels, na)
     return out.reshape(batch + (n, d))
+
+
+# Output bins per block of the numpy path, as a number of neighbour-table cells: temporaries
+# of size (edges, d, P) stay a few MB whatever the size of the problem.
+_BLOCK_CELLS = 2**18
+
+
+def _numpy_gradient(
+    flat: np.ndarray,
+    centers: np.ndarray,
+    neighbours: np.ndarray,
+    selection: Selection,
+    method: str,
+    targets: np.ndarray,
+    labels: np.ndarray | None,
+    na: float,
+) -> np.ndarray:
+    """The reference path: stencil, weights, application, by blocks of output bins."""
+    n, k = neighbours.shape
+    d = centers.shape[1]
+    valid, pattern = missing_patterns(flat)
+    out = np.empty((flat.shape[0], n, d), dtype=np.float64)
+    step = max(1, _BLOCK_CELLS // max(1, k * valid.shape[1]))
+    lab = None if labels is None else np.asarray(labels)
+    for lo in range(0, max(n, 1), step):
+        blk = slice(lo, min(lo + step, n))
+        stencil = build_stencil(
+            centers,
+            neighbours[blk],
+            selection,
+            targets=targets[blk],
+            labels=None if lab is None else lab[blk],
+        )
+        diag, w, no_side = local_weights(stencil, method, valid)
+        g = apply_weights(stencil, diag, w, flat, pattern)
+        if not np.isnan(na):
+            g = np.where(no_side.transpose(2, 0, 1)[pattern], na, g)
+        out[:, blk] = g
+    return out
+
+
+# --------------------------------------------------------------------------- backends
+
+BACKENDS = ("auto", "numpy", "numba")
+_backend = {"name": os.environ.get("XTRAMGRAD_BACKEND", "auto")}
+
+
+def numba_available() -> bool:
+    """Whether the optional compiled kernels (numba) can be used.
+
+    Examples
+    --------
+    >>> isinstance(numba_available(), bool)
+    True
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def set_backend(name: str) -> str:
+    """Choose the kernels of :func:`local_gradient`; returns the previous choice.
+
+    ``"numpy"`` is the pure-numpy reference; ``"numba"`` the compiled kernels (installed with
+    the ``fast`` extra: ``pip install xtramgrad[fast]``); ``"auto"`` (default, or the
+    ``XTRAMGRAD_BACKEND`` environment variable) uses numba when it is installed. Both give the
+    same results to rounding.
+
+    Examples
+    --------
+    >>> previous = set_backend("numpy")
+    >>> get_backend()
+    'numpy'
+    >>> _ = set_backend(previous)
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"backend={name!r}; expected one of {BACKENDS}")
+    if name == "numba" and not numba_available():
+        raise ValueError(
+            "backend='numba' needs numba, which is not installed; install it with "
+            "`pip install xtramgrad[fast]` (or `pip install numba`), or use 'numpy'."
+        )
+    previous = _backend["name"]
+    _backend["name"] = name
+    return previous
+
+
+def get_backend() -> str:
+    """The current choice of kernels (see :func:`set_backend`)."""
+    return _backend["name"]
+
+
+def _resolve_backend(backend: str | None) -> str:
+    name = _backend["name"] if backend is None else backend
+    if name not in BACKENDS:
+        raise ValueError(f"backend={name!r}; expected one of {BACKENDS}")
+    if name == "auto":
+        return "numba" if numba_available() else "numpy"
+    if name == "numba" and not numba_available():
+        raise ValueError(
+            "backend='numba' needs numba, which is not installed; install it with "
+            "`pip install xtramgrad[fast]`, or use 'numpy'."
+        )
+    return name
+
+
+# Decisions for cone ties, keyed by selection angle: sorted u values and their side code
+# (-1 below, +1 above, 0 neither), made with numpy's arccos exactly as _cone_sides does.
+_TIE_TABLES: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+_MAX_MISSES = 4096
+# gradn: normal matrices whose squared Cholesky pivots lie within this factor of each other
+# are solved by Cholesky (no eigenvalue can be dropped there, and the solution agrees with
+# the eigendecomposition to ~1e-13); the others go through eigh, as in gradn_weights.
+_COND_MAX = 1e3
+
+
+def _tie_codes(u: np.ndarray, angle: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        a = 1.0 - 2.0 * np.arccos(u) / math.pi
+    return np.where(1.0 - angle < a, 1, np.where(a < angle - 1.0, -1, 0)).astype(np.int8)
+
+
+def _selection_code(selection: Selection) -> tuple[int, float, float]:
+    from . import _fast
+
+    if selection.kind == "cone":
+        assert selection.value is not None
+        angle = float(selection.value)
+        return _fast.KIND_CONE, angle, math.cos(angle * math.pi / 2.0)
+    if selection.kind == "quadrants":
+        return _fast.KIND_QUADRANTS, 0.0, 0.0
+    if selection.kind == "halfspace":
+        assert selection.value is not None
+        return _fast.KIND_HALFSPACE, float(selection.value), 0.0
+    if selection.kind == "labels":
+        return _fast.KIND_LABELS, 0.0, 0.0
+    raise ValueError(f"unknown selection kind {selection.kind!r}")
+
+
+def _numba_gradient(
+    flat: np.ndarray,
+    centers: np.ndarray,
+    neighbours: np.ndarray,
+    selection: Selection,
+    method: str,
+    targets: np.ndarray,
+    labels: np.ndarray | None,
+    na: float,
+) -> np.ndarray:
+    """The compiled path (:mod:`xtramgrad._fast`): one pass, no (edges, ...) temporaries."""
+    from . import _fast
+
+    n = neighbours.shape[0]
+    d = centers.shape[1]
+    flat = np.ascontiguousarray(flat)
+    centers = np.ascontiguousarray(centers)
+    neighbours = np.ascontiguousarray(neighbours)
+    if not np.issubdtype(neighbours.dtype, np.integer):
+        neighbours = neighbours.astype(np.int64)
+    targets = np.ascontiguousarray(targets, dtype=np.int64)
+    out = np.empty((flat.shape[0], n, d), dtype=np.float64)
+    if method == "gradn":
+        iu, ju = np.triu_indices(d)
+        _fast.gradn(
+            flat, centers, neighbours, targets, iu.astype(np.int64), ju.astype(np.int64),
+            1e-10, _COND_MAX, out, np.empty((0,) * d),
+        )
+        return out
+    kind, param, thr = _selection_code(selection)
+    if kind == _fast.KIND_LABELS:
+        if labels is None:
+            raise ValueError("Selection('labels') needs the edge labels")
+        lab = np.ascontiguousarray(labels, dtype=np.int64)
+    else:
+        lab = np.zeros((0, 0), dtype=np.int64)
+    tie_u, tie_code = _TIE_TABLES.get(param, (np.empty(0), np.empty(0, dtype=np.int8)))
+
+    def run(rows: np.ndarray | slice, dest: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        redo = np.zeros(dest.shape[1], dtype=np.bool_)
+        miss = np.empty(_MAX_MISSES, dtype=np.float64)
+        nmiss = np.zeros(1, dtype=np.int64)
+        _fast.grad1(
+            flat, centers, neighbours[rows], targets[rows],
+            lab if kind != _fast.KIND_LABELS else lab[rows],
+            kind, param, thr, _TIE_BAND, tie_u, tie_code, float(na), dest, redo, miss, nmiss,
+            np.empty((0,) * d),
+        )
+        return redo, miss, int(nmiss[0])
+
+    redo, miss, nmiss = run(slice(None), out)
+    if nmiss:
+        rows = np.flatnonzero(redo)
+        if nmiss > _MAX_MISSES:
+            # too many distinct tie values to tabulate: the reference decides these bins
+            out[:, rows] = _numpy_gradient(
+                flat, centers, neighbours[rows], selection, method, targets[rows],
+                None if labels is None else np.asarray(labels)[rows], na,
+            )
+            return out
+        new_u = np.union1d(tie_u, miss[:nmiss])
+        tie_u, tie_code = new_u, _tie_codes(new_u, param)
+        _TIE_TABLES[param] = (tie_u, tie_code)
+        part = np.empty((flat.shape[0], len(rows), d), dtype=np.float64)
+        again, _, left = run(rows, part)
+        if left:  # cannot happen: every tie of these bins is in the table now
+            raise RuntimeError("cone tie table incomplete after refresh")
+        out[:, rows] = part
+    return out

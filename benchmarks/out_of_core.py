@@ -1,0 +1,226 @@
+"""Out-of-core gradients from zarr to zarr at 10^6, 10^7 and 10^8 bins.
+
+For each size, a jittered 8-neighbour lattice (``xtramgrad.grid(..., chunks=)`` with each
+center moved by up to 10% of the spacing, and a smooth field ``D``) is written to a zarr
+store chunk by chunk, never materialising n values in memory. Then a fresh process opens
+the store lazily, computes ``grad("D")`` chunk by chunk and writes it to another store.
+Each step runs in its own child process, whose peak resident memory is read from the
+kernel (``os.wait4``), so the figures are per step and per size.
+
+Targets (issue "Out of core"): peak resident memory <= 2 GB at every size, and time per
+bin at 10^8 within 1.5x of time per bin at 10^6.
+
+Usage::
+
+    python benchmarks/out_of_core.py                  # 1e6, 1e7 and 1e8 (needs ~10 GB disk)
+    python benchmarks/out_of_core.py --sizes 1e6 1e7  # a subset
+    python benchmarks/out_of_core.py --chunk 262144 --workdir /tmp/ooc --keep
+
+The stores go to ``benchmarks/_work`` (git-ignored) and are deleted at the end unless
+``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {
+    10**6: (1000, 1000),
+    10**7: (2500, 4000),
+    10**8: (10000, 10000),
+}
+JITTER = 0.1  # fraction of the spacing
+
+
+# --------------------------------------------------------------------------- children
+
+
+def _jittered_lattice(shape: tuple[int, int], chunk: int):
+    import dask.array as da
+    import numpy as np
+
+    import xtramgrad
+
+    ds = xtramgrad.grid(shape, spacing=1.0, chunks=chunk)
+
+    def jitter(center, block_info=None):
+        lo = block_info[0]["array-location"][0][0]
+        rng = np.random.default_rng([20240601, lo])
+        return center + rng.uniform(-JITTER, JITTER, size=center.shape)
+
+    center = da.map_blocks(jitter, ds.center.data, dtype=np.float64)
+    ds["center"] = (("bin", "space"), center, ds.center.attrs)
+    x, y = ds.center.sel(space="x"), ds.center.sel(space="y")
+    ds["D"] = 1.0 + 0.5 * np.sin(x / 40.0) * np.cos(y / 70.0) + 1e-4 * x
+    ds["D"].attrs["units"] = "um2/s"
+    return ds
+
+
+def child_write(n: int, chunk: int, store: str) -> dict:
+    ds = _jittered_lattice(SHAPES[n], chunk)
+    write = ds.to_zarr(store, mode="w", compute=False)
+    tasks = len(write.__dask_graph__())
+    t0 = time.perf_counter()
+    write.compute()
+    return {"wall": time.perf_counter() - t0, "tasks": tasks}
+
+
+def child_grad(n: int, store: str, out: str) -> dict:
+    import xarray as xr
+
+    import xtramgrad  # noqa: F401  (the accessor)
+    from xtramgrad.__main__ import store_zarr
+
+    t0 = time.perf_counter()
+    # inline_array: each chunk read is its own root task, so dask streams through chunks
+    # (see the xtramgrad.chunked docstring)
+    ds = xr.open_dataset(store, engine="zarr", chunks={}, inline_array=True)
+    g = ds.tram.grad("D")  # builds the graph: computes nothing
+    build = time.perf_counter() - t0
+    (write,) = store_zarr(g.to_dataset(name="grad_D").drop_encoding(), out)
+    tasks = len(write.__dask_graph__())
+    grad_tasks = len(g.data.__dask_graph__())
+    t1 = time.perf_counter()
+    write.compute()
+    end = time.perf_counter()
+    return {
+        "wall": end - t0,
+        "compute": end - t1,
+        "build": build,
+        "tasks": tasks,
+        "grad_tasks": grad_tasks,
+        "chunks": len(g.chunks[0]),
+    }
+
+
+def child_check(n: int, store: str, out: str, rows: int = 3) -> dict:
+    """Check a few lattice rows of the result against the eager path on those rows' data."""
+    import numpy as np
+    import xarray as xr
+
+    import xtramgrad
+
+    ny, nx = SHAPES[n]
+    ds = xr.open_zarr(store)
+    g = xr.open_zarr(out).grad_D
+    mid = ny // 2
+    lo, hi = (mid - 2) * nx, (mid + rows + 2) * nx  # the rows plus their full neighbourhood
+    sub = ds.isel(bin=slice(lo, hi)).load()
+    table = sub.neighbours.values - lo
+    table = np.where((sub.neighbours.values >= lo) & (sub.neighbours.values < hi), table, -1)
+    local = xtramgrad.from_neighbours(sub.center.values, table, D=sub.D.values)
+    eager = local.tram.grad("D").values[2 * nx : (2 + rows) * nx]
+    got = g.isel(bin=slice(lo + 2 * nx, lo + (2 + rows) * nx)).values
+    return {"max_abs_diff": float(np.max(np.abs(got - eager))), "bins_checked": rows * nx}
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def run_child(args: list[str], required: bool = True) -> tuple[dict, float]:
+    """Run ``this_script --child ...``; return its JSON result and peak RSS in bytes."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        if not required:
+            return {}, usage.ru_maxrss * 1024.0
+        raise SystemExit(f"child {args} failed with exit code {proc.returncode}")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss * 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1e6, 1e7, 1e8])
+    parser.add_argument("--chunk", type=int, default=2**18, help="bins per chunk")
+    parser.add_argument(
+        "--workdir", default=str(Path(__file__).resolve().parent / "_work"),
+        help="where the zarr stores go (default benchmarks/_work, git-ignored)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", message="Consolidated metadata.*")
+        kind, n, *rest = args.child
+        func = {"write": child_write, "grad": child_grad, "check": child_check}[kind]
+        extra = [int(rest[0]), *rest[1:]] if kind == "write" else rest
+        print(json.dumps(func(int(n), *extra)))
+        return
+    import dask
+    import numpy as np
+    import xarray as xr
+
+    sizes = [int(s) for s in args.sizes]
+    for n in sizes:
+        if n not in SHAPES:
+            raise SystemExit(f"size {n}: choose among {sorted(SHAPES)}")
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"out-of-core gradient, zarr -> zarr; jittered 8-neighbour lattice, {args.chunk} bins "
+        f"per chunk; {os.cpu_count()} cores; numpy {np.__version__}, dask {dask.__version__}, "
+        f"xarray {xr.__version__}",
+        flush=True,
+    )
+    header = (
+        f"{'bins':>11} {'chunks':>6} {'tasks':>7} {'write s':>8} {'write GB':>8} "
+        f"{'grad s':>8} {'grad GB':>8} {'us/bin':>7} {'store GB':>8} {'check':>9}"
+    )
+    rows = {}
+    print(header, flush=True)
+    for n in sizes:
+        store, out = str(work / f"lattice_{n}.zarr"), str(work / f"grad_{n}.zarr")
+        for path in (store, out):
+            shutil.rmtree(path, ignore_errors=True)
+        w, w_rss = run_child(["write", str(n), str(args.chunk), store])
+        g, g_rss = run_child(["grad", str(n), store, out])
+        c, _ = run_child(["check", str(n), store, out], required=False)
+        disk = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e9
+        per_bin = g["wall"] / n * 1e6
+        rows[n] = {"write": w, "grad": g, "write_rss": w_rss, "grad_rss": g_rss,
+                   "per_bin_us": per_bin, "check": c, "disk_gb": disk}
+        print(
+            f"{n:>11,} {g['chunks']:>6} {g['tasks']:>7} {w['wall']:>8.1f} {w_rss / 1e9:>8.2f} "
+            f"{g['wall']:>8.1f} {g_rss / 1e9:>8.2f} {per_bin:>7.3f} {disk:>8.2f} "
+            f"{c.get('max_abs_diff', float('nan')):>9.1e}",
+            flush=True,
+        )
+        if not args.keep:
+            for path in (store, out):
+                shutil.rmtree(path, ignore_errors=True)
+    print()
+    print("grad s: wall time of the gradient job (open, build graph, compute, write);")
+    print("GB: peak resident memory of that child process; tasks: tasks of the whole job")
+    print("(read, gradient, write); check: max |chunked - eager| on 3 lattice rows.")
+    base = min(rows)
+    peak = max(max(r["write_rss"], r["grad_rss"]) for r in rows.values())
+    print(f"peak resident memory over all sizes: {peak / 1e9:.2f} GB (target <= 2 GB)")
+    for n in sorted(rows):
+        if n != base:
+            ratio = rows[n]["per_bin_us"] / rows[base]["per_bin_us"]
+            tasks_ratio = rows[n]["grad"]["tasks"] / rows[base]["grad"]["tasks"]
+            print(
+                f"time per bin {n:.0e} / {base:.0e}: {ratio:.2f}x (target <= 1.5x); "
+                f"tasks {tasks_ratio:.1f}x for {n / base:.0f}x bins"
+            )
+    if not args.keep and not any(work.iterdir()):
+        work.rmdir()
+
+
+if __name__ == "__main__":
+    main()

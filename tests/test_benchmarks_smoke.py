@@ -1,0 +1,42 @@
+"""Each benchmark script runs with --quick and prints its ratio lines.
+
+The figures themselves are measured by running the scripts in full (see benchmarks/README.md);
+this only keeps the scripts from rotting.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = {
+    "bench_vs_tramway.py": ["TRamWAy grad1", "TRamWAy gradn"],
+    "bench_floor.py": ["grad1 numpy / floor"],
+    "bench_many_fields.py": ["per-field operator cost / floor"],
+    "bench_memory.py": ["peak RSS delta / (inputs + output)"],
+    "bench_scaling.py": ["max/min time per bin"],
+}
+RATIO = re.compile(r"^RATIO (?P<label>.+) = (?P<value>[0-9.e+-]+)x", re.MULTILINE)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_benchmark_quick_run(script):
+    res = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCH.parent,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.startswith("# bench_")
+    ratios = {m["label"]: float(m["value"]) for m in RATIO.finditer(res.stdout)}
+    assert ratios, res.stdout
+    for expected in SCRIPTS[script]:
+        assert any(expected in label for label in ratios), (expected, sorted(ratios))
+    assert all(v > 0 for v in ratios.values()), ratios

@@ -1,0 +1,422 @@
+"""Out-of-core gradients (xtramgrad.chunked): chunked == eager, laziness, graph size, sort."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import xtramgrad
+from xtramgrad import TessellationError
+from xtramgrad.chunked import HALO_ATTR, PLAN_ATTRS, chunk_dependencies
+from xtramgrad.topology import hilbert_key
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*Zarr V3 specification.*", "ignore:Consolidated metadata.*"
+)
+
+# --------------------------------------------------------------------------- helpers
+
+
+class CountingScheduler:
+    """Counts dask computes; raises past ``max_computes`` (as xarray's own tests do)."""
+
+    def __init__(self, max_computes: int = 0) -> None:
+        self.total = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.total += 1
+        if self.total > self.max_computes:
+            raise RuntimeError(f"too many dask computes: {self.total} > {self.max_computes}")
+        return dask.get(dsk, keys, **kwargs)
+
+
+def no_compute():
+    return dask.config.set(scheduler=CountingScheduler(0))
+
+
+def assert_same(chunked: xr.DataArray, eager: xr.DataArray) -> None:
+    """Same dims, coords, NaN pattern; values equal within 1e-12 (relative to the scale)."""
+    assert chunked.chunks is not None, "expected a dask-backed result"
+    got = chunked.compute()
+    assert got.dims == eager.dims
+    assert got.shape == eager.shape
+    a, b = got.values, eager.values
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    scale = max(1.0, float(np.nanmax(np.abs(b)))) if np.isfinite(b).any() else 1.0
+    ok = ~np.isnan(b)
+    assert np.max(np.abs(a[ok] - b[ok]), initial=0.0) <= 1e-12 * scale
+    xr.testing.assert_identical(got.drop_vars(list(got.coords)), eager.drop_vars(
+        list(eager.coords)).copy(data=a))
+    assert got.attrs == eager.attrs
+
+
+def vector_mean_slope(center, value, neighbour_center, neighbour_value, neighbour_mask):
+    """A vectorised user gradient: mean of the per-neighbour slopes along each axis."""
+    dx = neighbour_center[None] - center[None, :, None, :]  # (1, n, k, d)
+    dy = (neighbour_value - value[:, :, None])[..., None]  # (S, n, k, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.sum(dx * dx, axis=-1, keepdims=True)
+        slope = np.where(neighbour_mask[..., None], dy * dx / r2, 0.0)
+        return slope.sum(axis=2) / neighbour_mask.sum(axis=2)[..., None]
+
+
+@xtramgrad.pointwise
+def plane_fit(center, value, nbr_centers, nbr_values):
+    g, *_ = np.linalg.lstsq(nbr_centers - center, nbr_values - value, rcond=None)
+    return g
+
+
+MODES = [
+    pytest.param({}, id="cone-default"),
+    pytest.param({"selection_angle": 0.5}, id="quadrants-2d"),
+    pytest.param({"selection": "quadrants"}, id="quadrants"),
+    pytest.param({"selection_angle": 0.7}, id="cone-0.7"),
+    pytest.param({"eps": 0.0}, id="halfspace"),
+    pytest.param({"eps": 0.05}, id="halfspace-margin"),
+    pytest.param({"na": 0.0}, id="na-0"),
+    pytest.param({"method": "gradn"}, id="gradn"),
+    pytest.param({"method": vector_mean_slope}, id="user-vectorised"),
+]
+MODE_VALUES = [p.values[0] for p in MODES]
+
+
+def random_tessellation(rng: np.random.Generator, n: int, d: int, n_time: int, missing: float):
+    ds = xtramgrad.voronoi(rng.random((n, d)))
+    values = rng.normal(size=(n_time, n)) + ds.center.values.sum(axis=1) ** 2
+    values[rng.random((n_time, n)) < missing] = np.nan
+    ds["D"] = (("time", "bin"), values, {"units": "um2/s"})
+    ds.center.attrs["units"] = "um"
+    return ds
+
+
+def labelled_grid(shape: tuple[int, ...]) -> xr.Dataset:
+    """A faces-only grid with the signed labels of each neighbour's axis and side."""
+    ds = xtramgrad.grid(shape, connectivity="faces")
+    table, c = ds.neighbours.values, ds.center.values
+    off = c[np.clip(table, 0, None)] - c[:, None, :]
+    axis = np.argmax(np.abs(off), axis=2)
+    sign = np.sign(np.take_along_axis(off, axis[..., None], 2)[..., 0]).astype(int)
+    labels = np.where(table >= 0, sign * (axis + 1), 0)
+    return xtramgrad.from_neighbours(c, table, labels=labels)
+
+
+def unliteral(ds: xr.Dataset, block: int | None = None) -> xr.Dataset:
+    """Make the table lazy *and* computed (not literal blocks), then plan it."""
+    out = ds.copy()
+    out["neighbours"] = (ds.neighbours.chunk({"bin": block or 7}) * 1).astype(np.int64)
+    return xtramgrad.plan(out, block=block)
+
+
+# --------------------------------------------------------------------------- property test
+
+
+@st.composite
+def chunkings(draw, n: int) -> tuple[int, ...]:
+    kind = draw(st.sampled_from(["ones", "random", "one"]))
+    if kind == "ones":
+        return (1,) * n
+    if kind == "one":
+        return (n,)
+    cuts = draw(st.sets(st.integers(1, n - 1), max_size=min(n - 1, 12)))
+    bounds = [0, *sorted(cuts), n]
+    return tuple(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+@st.composite
+def problems(draw):
+    d = draw(st.sampled_from([1, 2, 3]))
+    n = draw(st.integers(10 if d == 3 else 4, 48))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    ds = random_tessellation(
+        rng, n, d, draw(st.integers(1, 3)), draw(st.sampled_from([0.0, 0.15, 0.5]))
+    )
+    if draw(st.booleans()):
+        ds = ds.tram.sort()
+    chunks = draw(chunkings(n))
+    time_chunks = draw(st.sampled_from([-1, 1]))
+    mode = draw(st.sampled_from(MODE_VALUES))
+    lazy_table = draw(st.sampled_from(["literal", "plan"]))
+    return ds, chunks, time_chunks, mode, lazy_table
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(problems())
+def test_chunked_equals_eager_property(problem):
+    ds, chunks, time_chunks, mode, lazy_table = problem
+    eager = ds.tram.grad("D", **mode)
+    lazy = ds.chunk({"bin": chunks, "time": time_chunks})
+    if lazy_table == "plan":
+        lazy = unliteral(lazy, block=int(np.random.default_rng(len(chunks)).integers(1, 9)))
+    with no_compute():
+        chunked = lazy.tram.grad("D", **mode)
+    assert chunked.chunks[chunked.get_axis_num("bin")] == chunks
+    with dask.config.set(scheduler="sync"):
+        assert_same(chunked, eager)
+
+
+# --------------------------------------------------------------------------- every mode
+
+
+@pytest.fixture(scope="module")
+def voronoi_ds() -> xr.Dataset:
+    return random_tessellation(np.random.default_rng(5), 400, 2, 3, 0.2).tram.sort()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_matches_eager(voronoi_ds, mode):
+    eager = voronoi_ds.tram.grad("D", **mode)
+    with no_compute():
+        chunked = voronoi_ds.chunk({"bin": 37, "time": 2}).tram.grad("D", **mode)
+    assert_same(chunked, eager)
+    if not callable(mode.get("method")):
+        # without missing values, equality is bit for bit
+        full = voronoi_ds.assign(D=voronoi_ds.D.fillna(1.0))
+        got = full.chunk({"bin": 50}).tram.grad("D", **mode).values
+        np.testing.assert_array_equal(got, full.tram.grad("D", **mode).values)
+
+
+def test_pointwise_user_function(voronoi_ds):
+    ds = voronoi_ds.isel(time=[0])
+    eager = ds.tram.grad("D", method=plane_fit)
+    assert_same(ds.chunk({"bin": 61}).tram.grad("D", method=plane_fit), eager)
+
+
+def test_labels_selection():
+    ds = labelled_grid((9, 7))
+    ds["D"] = ds.center.sel(space="x") ** 2 - 3 * ds.center.sel(space="y")
+    eager = ds.tram.grad("D", selection="labels")
+    with no_compute():
+        chunked = ds.chunk({"bin": 5}).tram.grad("D", selection="labels")
+    assert_same(chunked, eager)
+    np.testing.assert_allclose(eager.sel(space="y").values, -3.0)
+
+
+def test_several_fields_and_untouched_input(voronoi_ds):
+    ds = voronoi_ds.assign(V=-voronoi_ds.D)
+    with no_compute():
+        out = ds.chunk({"bin": 100}).tram.grad(["D", "V"])
+    assert isinstance(out, xr.Dataset)
+    assert_same(out.grad_V, ds.tram.grad("V"))
+
+
+def test_extra_dims_in_any_order_and_chunking(voronoi_ds):
+    ds = voronoi_ds.assign(W=voronoi_ds.D.expand_dims(sample=2).transpose("bin", "sample", "time"))
+    eager = ds.tram.grad("W")
+    with no_compute():
+        chunked = ds.chunk({"bin": 90, "sample": 1, "time": 2}).tram.grad("W")
+    assert chunked.dims == ("bin", "sample", "time", "space")
+    assert_same(chunked, eager)
+
+
+# --------------------------------------------------------------------------- laziness
+
+
+def test_in_memory_field_on_lazy_grid():
+    """grid(chunks=) is lazy; the result is chunked like its table."""
+    with no_compute():
+        ds = xtramgrad.grid((60, 50), spacing=0.5, chunks=700)
+        ds["D"] = ("bin", np.sin(np.arange(3000) / 100.0))
+        g = ds.tram.grad("D")
+    assert g.chunks[0] == ds.neighbours.chunks[0]
+    ref = xtramgrad.grid((60, 50), spacing=0.5)
+    ref["D"] = ds.D
+    np.testing.assert_array_equal(g.values, ref.tram.grad("D").values)
+
+
+def test_lazy_grid_lazy_field_bitwise():
+    with no_compute():
+        ds = xtramgrad.grid((80, 40), spacing=0.1, chunks=500)
+        x, y = ds.center.sel(space="x"), ds.center.sel(space="y")
+        ds["D"] = x**2 * y + np.cos(y)
+        assert ds.D.chunks is not None
+        g = ds.tram.grad("D", eps=0.01)
+    assert ds.neighbours.attrs[HALO_ATTR] == 41
+    ref = xtramgrad.grid((80, 40), spacing=0.1)
+    ref["D"] = ref.center.sel(space="x") ** 2 * ref.center.sel(space="y") + np.cos(
+        ref.center.sel(space="y")
+    )
+    np.testing.assert_array_equal(g.values, ref.tram.grad("D", eps=0.01).values)
+
+
+def test_zarr_round_trip_with_lazy_table(tmp_path, voronoi_ds):
+    pytest.importorskip("zarr")
+    store = tmp_path / "tess.zarr"
+    xtramgrad.plan(voronoi_ds, block=50).chunk({"bin": 50}).to_zarr(store)
+    opened = xr.open_zarr(store)
+    assert opened.neighbours.chunks is not None
+    assert opened.neighbours.attrs[PLAN_ATTRS[0]] == 50
+    with no_compute():
+        g = opened.chunk({"bin": 120}).tram.grad("D")
+        g2 = opened.tram.grad("D", method="gradn")
+    assert g.chunks[1] == (120, 120, 120, 40)
+    assert_same(g, voronoi_ds.tram.grad("D"))
+    assert_same(g2, voronoi_ds.tram.grad("D", method="gradn"))
+    # the result writes back to zarr chunk by chunk
+    g.to_dataset(name="grad_D").drop_encoding().to_zarr(tmp_path / "grad.zarr")
+    back = xr.open_zarr(tmp_path / "grad.zarr").grad_D
+    np.testing.assert_array_equal(back.values, g.values)
+
+
+def test_lazy_table_without_locality_is_refused(tmp_path, voronoi_ds):
+    pytest.importorskip("zarr")
+    voronoi_ds.chunk({"bin": 100}).to_zarr(tmp_path / "t.zarr")
+    opened = xr.open_zarr(tmp_path / "t.zarr")
+    with no_compute(), pytest.raises(TessellationError, match="declares no locality"):
+        opened.tram.grad("D")
+    planned = xtramgrad.plan(opened)  # one compute, chunk by chunk
+    assert planned.neighbours.attrs[PLAN_ATTRS[0]] == 100
+    assert_same(planned.tram.grad("D"), voronoi_ds.tram.grad("D"))
+
+
+def test_stale_locality_raises_in_task():
+    ds = xtramgrad.grid((10, 10), D=np.arange(100.0))
+    ds.neighbours.attrs[HALO_ATTR] = 3  # wrong: rows are 10 bins apart
+    lazy = ds.chunk({"bin": 5})
+    lazy["neighbours"] = (lazy.neighbours * 1).assign_attrs(ds.neighbours.attrs)
+    g = lazy.tram.grad("D")  # the declaration is trusted at graph construction ...
+    with pytest.raises(TessellationError, match="outside the locality declared"):
+        g.compute()  # ... and checked in each task
+    stale = xtramgrad.plan(ds, block=10)
+    stale["neighbours"].attrs[PLAN_ATTRS[1]] = 99
+    lazy = unliteral(ds, block=10)
+    lazy["neighbours"].attrs = stale.neighbours.attrs
+    with pytest.raises(TessellationError, match="plan for 99 bins"):
+        lazy.tram.grad("D")
+
+
+def test_invalid_lazy_table_raises_in_task():
+    ds = xtramgrad.grid((6, 6), D=np.arange(36.0))
+    bad = ds.copy()
+    bad["neighbours"] = ds.neighbours.where(ds.neighbours != 7, 99)
+    lazy = bad.chunk({"bin": 6})
+    lazy["neighbours"] = (lazy.neighbours * 1).assign_attrs(ds.neighbours.attrs)
+    g = lazy.tram.grad("D")
+    with pytest.raises(TessellationError, match="outside \\[0, 35\\]"):
+        g.compute()
+
+
+def test_plan_with_halo_and_errors():
+    ds = xtramgrad.voronoi(np.random.default_rng(2).random((50, 2)))
+    assert xtramgrad.plan(ds, halo=50).neighbours.attrs[HALO_ATTR] == 50
+    assert HALO_ATTR not in xtramgrad.plan(ds).neighbours.attrs
+    assert ds.tram.plan(block=10).neighbours.attrs[PLAN_ATTRS[1]] == 50
+    with pytest.raises(TessellationError, match="halo=-1"):
+        xtramgrad.plan(ds, halo=-1)
+
+
+# --------------------------------------------------------------------------- graph size
+
+
+def _ancestors(graph, key):
+    deps = {k: set(dask.core.get_dependencies(graph, k)) for k in graph}
+    seen, todo = set(), [key]
+    while todo:
+        k = todo.pop()
+        for d in deps[k]:
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def test_task_count_linear_and_local():
+    ds = xtramgrad.grid((120, 40))
+    ds["D"] = ds.center.sel(space="x") * ds.center.sel(space="y")
+    counts = {}
+    for n_chunks in (6, 12, 24, 48):
+        size = 4800 // n_chunks
+        lazy = ds.chunk({"bin": size})
+        with no_compute():
+            g = lazy.tram.grad("D")
+        graph = dict(g.data.__dask_graph__())
+        counts[n_chunks] = len(graph)
+        if n_chunks == 24:
+            # each output chunk reads only its own and the two adjacent source chunks
+            field = lazy.D.data.name
+            out_keys = [k for k in g.data.__dask_keys__()]
+            for c, (key,) in enumerate(out_keys):
+                read = {k[1] for k in _ancestors(graph, key) if k[0] == field}
+                assert read <= {c - 1, c, c + 1}, (c, read)
+    per_chunk = [counts[c] / c for c in counts]
+    assert max(per_chunk) <= 10
+    assert max(per_chunk) / min(per_chunk) < 1.1, counts
+
+
+def test_sorting_makes_chunks_local():
+    rng = np.random.default_rng(3)
+    ds = xtramgrad.voronoi(rng.random((3000, 2)))
+    chunks = (100,) * 30
+    raw = chunk_dependencies(ds.neighbours.values, chunks)
+    srt = chunk_dependencies(ds.tram.sort().neighbours.values, chunks)
+    assert np.mean([len(d) for d in raw]) > 25  # random order: every chunk needs all
+    assert np.mean([len(d) for d in srt]) < 6
+
+
+# --------------------------------------------------------------------------- sort
+
+
+@pytest.mark.parametrize("d,bits", [(2, 4), (3, 3)])
+def test_hilbert_curve_steps_to_face_neighbours(d, bits):
+    cells = np.array(np.meshgrid(*[np.arange(2**bits)] * d, indexing="ij"))
+    cells = cells.reshape(d, -1).T.astype(np.uint64)
+    key = hilbert_key(cells, bits)
+    assert sorted(key.tolist()) == list(range(len(cells)))
+    path = cells[np.argsort(key)].astype(int)
+    assert (np.abs(np.diff(path, axis=0)).sum(axis=1) == 1).all()
+
+
+@pytest.mark.parametrize("curve", ["hilbert", "morton"])
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_sort_round_trip(curve, d):
+    ds = random_tessellation(np.random.default_rng(d), 200, d, 2, 0.1)
+    s = xtramgrad.sort(ds, curve=curve)
+    assert sorted(s.bin_id.values.tolist()) == list(range(200))
+    np.testing.assert_array_equal(s.center.values, ds.center.values[s.bin_id.values])
+    # the same neighbours, renumbered, in the same order
+    back = s.bin_id.values[np.where(s.neighbours >= 0, s.neighbours, 0)]
+    expect = ds.neighbours.values[s.bin_id.values]
+    np.testing.assert_array_equal(np.where(s.neighbours >= 0, back, -1), expect)
+    g = xtramgrad.unsort(s.tram.grad("D"))
+    np.testing.assert_array_equal(g.values, ds.tram.grad("D").values)
+    assert xtramgrad.unsort(s).equals(ds)
+    twice = xtramgrad.sort(s.isel(bin=slice(None, None, -1)).pipe(_renumber_reversed))
+    assert xtramgrad.unsort(twice).equals(ds)
+
+
+def _renumber_reversed(ds):
+    n = ds.sizes["bin"]
+    return ds.assign(neighbours=xr.where(ds.neighbours >= 0, n - 1 - ds.neighbours, -1))
+
+
+def test_sort_errors():
+    ds = xtramgrad.grid((3, 3))
+    with pytest.raises(TessellationError, match="curve='peano'"):
+        ds.tram.sort(curve="peano")
+    with pytest.raises(TessellationError, match="no 'bin_id' coordinate"):
+        xtramgrad.unsort(ds)
+    assert HALO_ATTR not in ds.tram.sort().neighbours.attrs  # the band no longer holds
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def test_distributed_local_cluster_processes(voronoi_ds):
+    distributed = pytest.importorskip("distributed")
+    eager = voronoi_ds.tram.grad("D", method="gradn")
+    eager1 = voronoi_ds.tram.grad("D", eps=0.01)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        lazy = voronoi_ds.chunk({"bin": 80})
+        assert_same(lazy.tram.grad("D", method="gradn"), eager)
+        assert_same(lazy.tram.grad("D", eps=0.01), eager1)

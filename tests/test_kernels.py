@@ -1,0 +1,386 @@
+"""Kernel-level tests: neighbour sides, sparse layout, missing-value patterns, backends.
+
+Truth here is independent of the kernels' own code paths: TRamWAy's float64 side rule
+written out from its definition (``a = 1 - 2 arccos(u) / pi`` against ``1 - s``), per-slice
+application against multi-pattern application, and the pure-numpy reference against the
+optional compiled (numba) path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial import Delaunay
+
+from xtramgrad import kernels
+from xtramgrad.kernels import Selection
+
+HAVE_NUMBA = kernels.numba_available()
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba (the `fast` extra) not installed")
+
+
+# --------------------------------------------------------------------------- tessellations
+
+
+def grid_table(shape, spacing=1.0, faces=False):
+    """Grid centers and TRamWAy's inference adjacency (8 in 2D, 18 in 3D), lexicographic."""
+    d = len(shape)
+    idx = np.stack(np.unravel_index(np.arange(int(np.prod(shape))), shape), axis=1)
+    steps = [s for s in itertools.product((-1, 0, 1), repeat=d) if s != (0,) * d]
+    steps = [s for s in steps if sum(map(bool, s)) <= (1 if faces else 2)]
+    nb = idx[:, None, :] + np.array(steps)[None]
+    inside = np.all((nb >= 0) & (nb < np.array(shape)), axis=2)
+    lin = np.ravel_multi_index(tuple(np.clip(nb, 0, np.array(shape) - 1).transpose(2, 0, 1)),
+                               shape)
+    return idx * spacing, np.where(inside, lin, -1)
+
+
+def delaunay_table(points):
+    indptr, indices = Delaunay(points).vertex_neighbor_vertices
+    deg = np.diff(indptr)
+    table = np.full((len(points), deg.max()), -1, dtype=np.int64)
+    rows = np.repeat(np.arange(len(points)), deg)
+    table[rows, np.arange(len(indices)) - np.repeat(indptr[:-1], deg)] = indices
+    return table
+
+
+def tramway_cone_sides(offsets, s):
+    """TRamWAy 0.7's rule, from its definition: float64 throughout, every edge."""
+    proj = offsets / np.sqrt(np.sum(offsets * offsets, axis=1, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        a = 1.0 - 2.0 * np.arccos(proj) / math.pi
+    return a < s - 1.0, 1.0 - s < a
+
+
+ANGLES = [0.5, 0.5 + 1e-12, 0.6, 0.75, 0.9, 0.99]
+
+
+# --------------------------------------------------------------------------- sides
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("spacing", [1.0, 0.1, 0.3, 7.0])
+@pytest.mark.parametrize("s", ANGLES)
+def test_cone_sides_match_tramway_float64_on_grids(d, spacing, s):
+    shape = (5, 6) if d == 2 else (4, 5, 3)
+    centers, table = grid_table(shape, spacing)
+    st = kernels.build_stencil(centers, table, Selection("cone", s))
+    below, above = tramway_cone_sides(st.offsets, s)
+    np.testing.assert_array_equal(st.below, below)
+    np.testing.assert_array_equal(st.above, above)
+
+
+def test_cone_ties_at_45_degrees_decide_as_tramway():
+    # 45 degrees: a = 0.4999999999999999 < 1 - 0.5, so s = 0.5 excludes the diagonals
+    centers, table = grid_table((3, 3))
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.5))
+    diag = np.all(st.offsets != 0, axis=1)
+    assert diag.any()
+    assert not st.above[diag].any() and not st.below[diag].any()
+    a = 1.0 - 2.0 * np.arccos(1.0 / math.sqrt(2.0)) / math.pi
+    assert a < 0.5  # the float64 fact the rule rests on
+    # 3D face diagonals are excluded the same way
+    centers, table = grid_table((3, 3, 3))
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.5))
+    two = (st.offsets != 0).sum(axis=1) == 2
+    assert two.any() and not (st.above[two] | st.below[two]).any()
+
+
+def test_cone_sides_random_offsets():
+    rng = np.random.default_rng(3)
+    for d in (2, 3):
+        pts = rng.random((300, d))
+        table = delaunay_table(pts)
+        for s in ANGLES:
+            st = kernels.build_stencil(pts, table, Selection("cone", s))
+            below, above = tramway_cone_sides(st.offsets, s)
+            np.testing.assert_array_equal(st.below, below)
+            np.testing.assert_array_equal(st.above, above)
+
+
+def test_quadrant_sides_single_axis_ties_to_lowest():
+    centers, table = grid_table((3, 3))
+    st = kernels.build_stencil(centers, table, Selection("quadrants"))
+    axis = np.argmax(np.abs(st.offsets), axis=1)
+    along = st.offsets[np.arange(len(axis)), axis]
+    assert ((st.below | st.above).sum(axis=1) == 1).all()  # no zero offsets here
+    np.testing.assert_array_equal(st.below[np.arange(len(axis)), axis], along < 0)
+    np.testing.assert_array_equal(st.above[np.arange(len(axis)), axis], along > 0)
+    diag = np.all(st.offsets != 0, axis=1)
+    assert (st.below[diag, 0] | st.above[diag, 0]).all()  # diagonals count for x
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.01, 0.5])
+def test_halfspace_sides_compare_absolute_coordinates(eps):
+    rng = np.random.default_rng(4)
+    pts = rng.random((200, 2)) * 10 + 1e5
+    table = delaunay_table(pts)
+    st = kernels.build_stencil(pts, table, Selection("halfspace", eps))
+    own = pts[st.rows]
+    other = pts[st.dst]
+    np.testing.assert_array_equal(st.below, other < own - eps)
+    np.testing.assert_array_equal(st.above, own + eps < other)
+
+
+def test_label_sides():
+    centers = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+    table = np.array([[1, -1, 2, 3], [0, -1, -1, -1], [0, -1, -1, -1], [0, -1, -1, -1]])
+    labels = np.array([[1, 0, -2, 2], [-1, 0, 0, 0], [2, 0, 0, 0], [-2, 0, 0, 0]])
+    st = kernels.build_stencil(centers, table, Selection("labels"), labels=labels)
+    assert st.below.astype(int).tolist() == [[0, 0], [0, 1], [0, 0], [1, 0], [0, 0], [0, 1]]
+    assert st.above.astype(int).tolist() == [[1, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]]
+    with pytest.raises(ValueError, match="labels"):
+        kernels.build_stencil(centers, table, Selection("labels"))
+
+
+def test_stencil_csr_edges_skip_padding_anywhere():
+    centers = np.array([[0.0], [1.0], [2.0]])
+    table = np.array([[-1, 1], [0, 2], [-1, -1]])
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.9))
+    assert st.indptr.tolist() == [0, 1, 3, 3]
+    assert st.dst.tolist() == [1, 0, 2]
+    assert st.rows.tolist() == [0, 1, 1]
+    assert st.offsets[:, 0].tolist() == [1.0, -1.0, 1.0]
+
+
+# --------------------------------------------------------------------------- csr layout
+
+
+def test_weights_to_csr_layout():
+    centers = np.arange(4.0)[:, None] ** 1.5
+    table = np.array([[1, -1], [0, 2], [1, 3], [2, -1]])
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.9))
+    valid = np.ones((4, 1), dtype=bool)
+    diag, w, _ = kernels.local_weights(st, "grad1", valid)
+    G = kernels.weights_to_csr(st, diag[:, :, 0], w[:, :, 0], n_source=4)
+    assert G.shape == (4, 4)
+    # row i: the bin's edges in table order, then the bin itself (last)
+    assert G.indptr.tolist() == [0, 2, 5, 8, 10]
+    assert G.indices.tolist() == [1, 0, 0, 2, 1, 1, 3, 2, 2, 3]
+    own = G.indptr[1:] - 1
+    np.testing.assert_array_equal(G.data[own], diag[:, 0, 0])
+    y = np.sin(centers[:, 0])
+    np.testing.assert_allclose(G @ y, kernels.apply_weights(st, diag, w, y[None])[0, :, 0],
+                               rtol=0, atol=0)
+
+
+def test_weights_to_csr_layout_2d_rows_per_axis():
+    centers, table = grid_table((3, 4), 0.5)
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.9))
+    diag, w, _ = kernels.local_weights(st, "grad1", np.ones((12, 1), dtype=bool))
+    G = kernels.weights_to_csr(st, diag[:, :, 0], w[:, :, 0], n_source=12)
+    assert G.shape == (24, 12)
+    deg = np.diff(st.indptr)
+    np.testing.assert_array_equal(np.diff(G.indptr), np.repeat(deg + 1, 2))
+    for i in (0, 5, 11):
+        for j in range(2):
+            r = i * 2 + j
+            cols = G.indices[G.indptr[r] : G.indptr[r + 1]]
+            assert cols.tolist() == st.dst[st.indptr[i] : st.indptr[i + 1]].tolist() + [i]
+            np.testing.assert_array_equal(
+                G.data[G.indptr[r] : G.indptr[r + 1] - 1], w[st.indptr[i] : st.indptr[i + 1], j, 0]
+            )
+
+
+# --------------------------------------------------------------------------- missing values
+
+
+@pytest.mark.parametrize("method", ["grad1", "gradn"])
+def test_multi_pattern_application_equals_per_pattern(method):
+    rng = np.random.default_rng(5)
+    centers, table = grid_table((9, 8), 0.7)
+    centers = centers + rng.uniform(-0.1, 0.1, centers.shape)
+    m = len(centers)
+    base = np.cos(centers[:, 0]) + centers[:, 1] ** 2
+    values = np.stack([base + k for k in range(6)])
+    values[1, rng.random(m) < 0.2] = np.nan
+    values[2] = values[1] * 3  # same pattern as slice 1
+    values[3, rng.random(m) < 0.5] = np.nan
+    values[4, :] = np.nan
+    values[4, :5] = 1.0
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.9))
+    valid, pattern = kernels.missing_patterns(values)
+    assert valid.shape[1] == 4 and pattern[1] == pattern[2] and pattern[0] == pattern[5]
+    diag, w, _ = kernels.local_weights(st, method, valid)
+    together = kernels.apply_weights(st, diag, w, values, pattern)
+    for s in range(len(values)):
+        ok = ~np.isnan(values[s])[:, None]
+        d1, w1, _ = kernels.local_weights(st, method, ok)
+        alone = kernels.apply_weights(st, d1, w1, values[s : s + 1])[0]
+        np.testing.assert_array_equal(np.isnan(together[s]), np.isnan(alone))
+        np.testing.assert_allclose(together[s], alone, rtol=1e-13, atol=1e-13)
+        # a bin without a measurement, or without a measured neighbour, has no gradient
+        assert np.isnan(alone[np.isnan(values[s])]).all()
+
+
+def test_numpy_blocks_do_not_change_results(monkeypatch):
+    rng = np.random.default_rng(6)
+    pts = rng.random((500, 2))
+    table = delaunay_table(pts)
+    values = np.stack([np.sin(4 * pts[:, 0]), pts[:, 1] ** 2])
+    values[1, rng.random(500) < 0.2] = np.nan
+    sel = Selection("cone", 0.9)
+    whole = kernels.local_gradient(values, pts, table, selection=sel, backend="numpy", na=0.0)
+    monkeypatch.setattr(kernels, "_BLOCK_CELLS", 37)
+    blocks = kernels.local_gradient(values, pts, table, selection=sel, backend="numpy", na=0.0)
+    np.testing.assert_array_equal(whole, blocks)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+SELECTIONS = [
+    Selection("cone", 0.9),
+    Selection("cone", 0.5),
+    Selection("cone", 0.75),
+    Selection("quadrants"),
+    Selection("halfspace", 0.0),
+    Selection("halfspace", 0.05),
+]
+
+
+def _problems():
+    rng = np.random.default_rng(7)
+    out = []
+    for d in (2, 3):
+        pts = rng.random((400 if d == 2 else 300, d))
+        out.append((f"delaunay{d}d", pts, delaunay_table(pts)))
+    c, t = grid_table((9, 11), 0.1)
+    out.append(("grid2d", c, t))
+    c, t = grid_table((5, 6, 7), 0.3)
+    out.append(("grid3d", c, t))
+    c, t = grid_table((20,))
+    out.append(("chain1d", c, t))
+    return out
+
+
+def _values(centers, rng):
+    m = len(centers)
+    v = np.stack([np.sin(3 * centers[:, 0]) + centers[:, -1] ** 2 + k for k in range(4)])
+    v[1, rng.random(m) < 0.1] = np.nan
+    v[2] = v[1] * 2
+    v[3, rng.random(m) < 0.4] = np.nan
+    return v.reshape(2, 2, m)
+
+
+@needs_numba
+@pytest.mark.parametrize("name,centers,table", _problems(), ids=lambda x: str(x)[:12])
+def test_numba_grad1_equals_numpy(name, centers, table):
+    rng = np.random.default_rng(8)
+    values = _values(centers, rng)
+    for sel in SELECTIONS:
+        for na in (np.nan, 0.0):
+            ref = kernels.local_gradient(values, centers, table, selection=sel, na=na,
+                                         backend="numpy")
+            got = kernels.local_gradient(values, centers, table, selection=sel, na=na,
+                                         backend="numba")
+            np.testing.assert_array_equal(np.isnan(ref), np.isnan(got))
+            ok = ~np.isnan(ref)
+            np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-12,
+                                       atol=1e-12 * np.abs(ref[ok]).max())
+
+
+@needs_numba
+def test_numba_grad1_labels_and_targets():
+    centers, table = grid_table((6, 5), 0.5, faces=True)
+    off = centers[np.where(table >= 0, table, 0)] - centers[:, None, :]
+    axis = np.argmax(np.abs(off), axis=2)
+    sign = np.sign(np.take_along_axis(off, axis[:, :, None], 2)[:, :, 0]).astype(int)
+    labels = np.where(table >= 0, sign * (axis + 1), 0)
+    y = np.exp(centers[:, 0]) - centers[:, 1] ** 3
+    targets = np.array([3, 7, 8, 20])
+    sel = Selection("labels")
+    ref, got = (
+        kernels.local_gradient(y, centers, table[targets], selection=sel, targets=targets,
+                               labels=labels[targets], backend=backend)
+        for backend in ("numpy", "numba")
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-13)
+    full = kernels.local_gradient(y, centers, table, selection=Selection("labels"),
+                                  labels=labels, backend="numba")
+    np.testing.assert_allclose(full[targets], ref, rtol=1e-13)
+
+
+@needs_numba
+def test_numba_cone_tie_table_is_filled_from_numpy_decisions(monkeypatch):
+    monkeypatch.setattr(kernels, "_TIE_TABLES", {})
+    centers, table = grid_table((7, 7, 7), 0.1)
+    y = centers[:, 0] ** 2 + 2 * centers[:, 1] - centers[:, 2]
+    sel = Selection("cone", 0.5)
+    got = kernels.local_gradient(y, centers, table, selection=sel, backend="numba")
+    assert 0.5 in kernels._TIE_TABLES and len(kernels._TIE_TABLES[0.5][0]) > 0
+    again = kernels.local_gradient(y, centers, table, selection=sel, backend="numba")
+    ref = kernels.local_gradient(y, centers, table, selection=sel, backend="numpy")
+    np.testing.assert_array_equal(got, again)
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-13)
+
+
+def _gradn_conditioning(centers, table, values):
+    """(S, n) condition number of each bin's gradn normal matrix, as gradn_weights builds it."""
+    st = kernels.build_stencil(centers, table, Selection("cone", 0.9))
+    out = np.empty(values.shape)
+    for s in range(values.shape[0]):
+        okf = (~np.isnan(values[s]))[st.dst].astype(float)
+        k = kernels._segment_sum(okf, st.indptr)
+        r2 = np.sum(st.offsets**2, axis=1) * okf
+        with np.errstate(all="ignore"):
+            h = np.sqrt(kernels._segment_sum(r2, st.indptr) / k)
+        h = np.where(np.isfinite(h) & (h > 0), h, 1.0)
+        phi = kernels._monomials(st.offsets / h[st.rows][:, None]) * okf[:, None]
+        normal = kernels._segment_sum(phi[:, :, None] * phi[:, None, :], st.indptr)
+        normal[:, 0, 0] += k
+        out[s] = np.linalg.cond(normal)
+    return out
+
+
+@needs_numba
+@pytest.mark.parametrize("name,centers,table", _problems(), ids=lambda x: str(x)[:12])
+def test_numba_gradn_equals_numpy(name, centers, table):
+    rng = np.random.default_rng(9)
+    values = _values(centers, rng).reshape(4, -1)
+    ref = kernels.local_gradient(values, centers, table, selection=Selection("cone", 0.9),
+                                 method="gradn", backend="numpy")
+    got = kernels.local_gradient(values, centers, table, selection=Selection("cone", 0.9),
+                                 method="gradn", backend="numba")
+    np.testing.assert_array_equal(np.isnan(ref), np.isnan(got))
+    # both solve the same least-squares problem; they agree to the problem's conditioning
+    # (the numpy reference itself varies by ~cond * 1e-16 with its batch size)
+    cond = _gradn_conditioning(centers, table, values)[:, :, None]
+    ok = ~np.isnan(ref) & (cond < 1e8)
+    scale = np.abs(ref[ok]).max()
+    tol = np.broadcast_to((1e-14 * np.maximum(cond, 1e2) + 1e-13) * scale, ref.shape)
+    assert (np.abs(got - ref)[ok] <= tol[ok]).all()
+
+
+@needs_numba
+def test_numba_gradn_exact_for_quadratics():
+    rng = np.random.default_rng(10)
+    centers, table = grid_table((8, 9), 0.2)
+    centers = centers + rng.uniform(-0.04, 0.04, centers.shape)
+    x, y = centers[:, 0], centers[:, 1]
+    f = 1 + 2 * x - 3 * y + 0.5 * x * x + x * y - y * y
+    exact = np.stack([2 + x + y, -3 + x - 2 * y], axis=1)
+    g = kernels.local_gradient(f, centers, table, selection=Selection("cone", 0.9),
+                               method="gradn", backend="numba")
+    inner = (table >= 0).sum(axis=1) == 8
+    np.testing.assert_allclose(g[inner], exact[inner], rtol=1e-9, atol=1e-9)
+
+
+def test_backend_choice_and_errors(monkeypatch):
+    previous = kernels.set_backend("numpy")
+    try:
+        assert kernels.get_backend() == "numpy"
+        with pytest.raises(ValueError, match="expected one of"):
+            kernels.set_backend("fortran")
+    finally:
+        kernels.set_backend(previous)
+    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    with pytest.raises(ValueError, match=r"xtramgrad\[fast\]"):
+        kernels.set_backend("numba")
+    assert kernels._resolve_backend("auto") == "numpy"
+    with pytest.raises(ValueError, match="unknown gradient method"):
+        kernels.local_gradient(np.zeros(2), np.zeros((2, 1)), np.array([[1], [0]]),
+                               selection=Selection("cone", 0.9), method="grad7")
