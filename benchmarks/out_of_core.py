@@ -76,7 +76,7 @@ def child_grad(n: int, store: str, out: str) -> dict:
     import xarray as xr
 
     import xtramgrad  # noqa: F401  (the accessor)
-    from xtramgrad.__main__ import store_zarr
+    from xtramgrad import store_zarr
 
     t0 = time.perf_counter()
     # inline_array: each chunk read is its own root task, so dask streams through chunks

@@ -10,7 +10,7 @@ np.float64(1.0)
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
 from . import samples
-from .chunked import plan
+from .chunked import plan, store_zarr
 from .core import DEFAULT_SELECTION_ANGLE, grad, grad_operator, pointwise, resolve_selection
 from .io import from_tramway, from_ugrid, to_tramway
 from .kernels import Selection
@@ -50,6 +50,7 @@ __all__ = [
     "resolve_selection",
     "samples",
     "sort",
+    "store_zarr",
     "summary",
     "to_tramway",
     "unsort",

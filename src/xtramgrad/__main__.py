@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "build_parser", "run_grad", "store_zarr"]
+__all__ = ["main", "build_parser", "run_grad"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,30 +113,6 @@ def _uniform_chunks(ds: Any) -> Any:
     return ds.chunk(sizes) if sizes else ds
 
 
-def store_zarr(result: Any, path: str) -> list[Any]:
-    """Lazily write a dask-backed Dataset to a new zarr store; return dask collections.
-
-    Compute them with ``dask.compute(*parts)`` (each chunk's task returns an empty array).
-
-    The store's metadata and in-memory coordinates are written at once by
-    ``Dataset.to_zarr(compute=False)``; the data are written by :func:`dask.array.store`
-    (aligned chunks, no lock). The result is the same store as ``to_zarr`` would write,
-    but dask orders this graph chunk after chunk, whereas the graph of ``to_zarr`` itself
-    gets a scattered order in which the halo chunks read for one output chunk stay in
-    memory until their own turn comes (memory growing with the number of chunks).
-    """
-    import dask.array as da
-    import zarr
-
-    result.to_zarr(path, mode="w", compute=False)
-    group = zarr.open_group(path, mode="r+")
-    names = [name for name, var in result.variables.items() if var.chunks is not None]
-    sources = [result[name].data for name in names]
-    targets: list[Any] = [group[str(name)] for name in names]
-    stored = da.store(sources, targets, lock=False, compute=False)
-    return list(stored) if isinstance(stored, (tuple, list)) else [stored]
-
-
 def _execute(args: argparse.Namespace, collections: list[Any]) -> Any:
     """Compute dask collections with a progress bar, locally or on a cluster."""
     if args.scheduler:
@@ -203,6 +179,8 @@ def run_grad(args: argparse.Namespace) -> int:
     result.attrs["source"] = os.path.abspath(args.input)
     result.attrs["history"] = f"xtramgrad grad (xtramgrad {__version__})"
     result = _uniform_chunks(result)
+    from .chunked import store_zarr
+
     write = store_zarr(result, args.output)
     n_tasks = len(set().union(*(part.__dask_graph__().keys() for part in write)))
     chunks = result[f"grad_{args.variables[0]}"].chunks

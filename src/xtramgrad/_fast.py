@@ -20,8 +20,9 @@ Two decisions are not left to compiled code:
   extended the table;
 * gradn's pseudo-inverse: a well-conditioned normal matrix (positive definite, its squared
   Cholesky pivots within a factor ``cond_max`` of each other, so that no eigenvalue can be
-  dropped) is solved by Cholesky for the rows of the linear terms; any other one goes
-  through LAPACK's symmetric eigensolver and the same eigenvalue cut as in numpy.
+  dropped) is solved by Cholesky for the rows of the linear terms; any other one (nearly
+  degenerate or rank-deficient neighbourhoods) by LAPACK's SVD of the weighted design with
+  the same singular-value cut as the numpy reference.
 """
 
 from __future__ import annotations
@@ -455,4 +456,136 @@ def gradn(values, centers, neighbours, targets, iu, ju, rcond, cond_max, out, di
                     g += w[e, a] * yv[e]
                 g += diag[a] * y0
                 out[s, i, a] = g
+    return out
+
+
+@_jit
+def grad1_cone_single(
+    values, centers, neighbours, targets, thr, band, tie_u, tie_code, na, out, redo, miss,
+    nmiss, dim_tag,
+):
+    """:func:`grad1` for one slice and the cone rule, fused into two passes per bin.
+
+    The first pass reads each neighbour once (position, center, value), decides its sides
+    and accumulates the per-axis counts and offset sums; the second applies the weights.
+    Same arithmetic, in the same order, as :func:`grad1`.
+    """
+    d = dim_tag.ndim
+    n = neighbours.shape[0]
+    k = neighbours.shape[1]
+    own = np.empty(d)
+    side = np.zeros((k, d), dtype=np.int8)
+    yv = np.empty(k)
+    cb = np.empty(d)
+    ca = np.empty(d)
+    c0 = np.empty(d)
+    cnt_b = np.empty(d)
+    cnt_a = np.empty(d)
+    sum_b = np.empty(d)
+    sum_a = np.empty(d)
+    g = np.empty(d)
+    thr2 = thr * thr
+    for i in range(n):
+        t = targets[i]
+        y0 = values[0, t]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            continue
+        for a in range(d):
+            own[a] = centers[t, a]
+            cnt_b[a] = 0.0
+            cnt_a[a] = 0.0
+            sum_b[a] = 0.0
+            sum_a[a] = 0.0
+        deg = 0
+        defined = False
+        tie_missing = False
+        for r in range(k):
+            j = neighbours[i, r]
+            if j < 0:
+                continue
+            e = deg
+            deg += 1
+            y = values[0, j]
+            oke = not math.isnan(y)
+            yv[e] = y if oke else 0.0
+            defined |= oke
+            s2 = 0.0
+            for a in range(d):
+                o = centers[j, a] - own[a]
+                s2 += o * o
+            lim = 4.0 * band * s2
+            near = False
+            for a in range(d):
+                o = centers[j, a] - own[a]
+                gap = o * o - thr2 * s2
+                sd = np.int8(gap > 0) * (np.int8(o > 0) - np.int8(o < 0))
+                side[e, a] = sd
+                near |= abs(gap) <= lim
+            if near:
+                norm = math.sqrt(s2)
+                for a in range(d):
+                    u = (centers[j, a] - own[a]) / norm
+                    code = 0
+                    if u > thr:
+                        code = 1
+                    elif u < -thr:
+                        code = -1
+                    if abs(abs(u) - thr) <= band:
+                        pos = _find(tie_u, u)
+                        if pos < 0:
+                            _record_miss(u, miss, nmiss)
+                            tie_missing = True
+                            code = 0
+                        else:
+                            code = tie_code[pos]
+                    side[e, a] = code
+            for a in range(d):
+                o = centers[j, a] - own[a]
+                sd = side[e, a]
+                bsel = oke and sd < 0
+                asel = oke and sd > 0
+                cnt_b[a] += 1.0 if bsel else 0.0
+                sum_b[a] += o if bsel else 0.0
+                cnt_a[a] += 1.0 if asel else 0.0
+                sum_a[a] += o if asel else 0.0
+                if not oke:
+                    side[e, a] = 0
+        if tie_missing:
+            redo[i] = True
+            continue
+        if not defined:
+            for a in range(d):
+                out[0, i, a] = np.nan
+            continue
+        for a in range(d):
+            nb = cnt_b[a]
+            nab = cnt_a[a]
+            lo = -sum_b[a] / nb
+            hi = sum_a[a] / nab
+            if nb > 0 and nab > 0:
+                cb[a] = (-hi / (lo * (lo + hi))) / nb
+                ca[a] = (lo / (hi * (lo + hi))) / nab
+                c0[a] = (hi - lo) / (lo * hi)
+            elif nb > 0:
+                cb[a] = (-1.0 / lo) / nb
+                ca[a] = 0.0
+                c0[a] = 1.0 / lo
+            elif nab > 0:
+                cb[a] = 0.0
+                ca[a] = (1.0 / hi) / nab
+                c0[a] = -1.0 / hi
+            else:
+                cb[a] = 0.0
+                ca[a] = 0.0
+                c0[a] = np.nan
+            g[a] = 0.0
+        for e in range(deg):
+            for a in range(d):
+                sd = side[e, a]
+                w = cb[a] if sd < 0 else (ca[a] if sd > 0 else 0.0)
+                g[a] += w * yv[e]
+        for a in range(d):
+            out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
     return out

@@ -554,3 +554,29 @@ def grad_chunked(
         meta=np.empty((0,) * ndim, dtype=np.float64),
     )
     return _wrap(g, field, topo, batch)
+
+
+def store_zarr(result: Any, path: str) -> list[Any]:
+    """Lazily write a dask-backed Dataset to a new zarr store; return dask collections.
+
+    Compute them with ``dask.compute(*parts)`` (each chunk's task returns an empty array).
+    Use it instead of ``to_zarr`` for gradients of very large tessellations: memory stays
+    bounded by a few chunks per thread.
+
+    The store's metadata and in-memory coordinates are written at once by
+    ``Dataset.to_zarr(compute=False)``; the data are written by :func:`dask.array.store`
+    (aligned chunks, no lock). The result is the same store as ``to_zarr`` would write,
+    but dask orders this graph chunk after chunk, whereas the graph of ``to_zarr`` itself
+    gets a scattered order in which the halo chunks read for one output chunk stay in
+    memory until their own turn comes (memory growing with the number of chunks).
+    """
+    import dask.array as da
+    import zarr
+
+    result.to_zarr(path, mode="w", compute=False)
+    group = zarr.open_group(path, mode="r+")
+    names = [name for name, var in result.variables.items() if var.chunks is not None]
+    sources = [result[name].data for name in names]
+    targets: list[Any] = [group[str(name)] for name in names]
+    stored = da.store(sources, targets, lock=False, compute=False)
+    return list(stored) if isinstance(stored, (tuple, list)) else [stored]

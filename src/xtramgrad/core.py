@@ -337,10 +337,16 @@ def _wrap(
     g: Any, field: xr.DataArray, topo: Topology, batch: list[Hashable]
 ) -> xr.DataArray:
     """Label a (..., bin, space) gradient array like ``field`` plus ``space``."""
-    coords = {k: v for k, v in field.coords.items() if SPACE not in v.dims}
-    coords[SPACE] = topo.space
-    res = xr.DataArray(g, dims=(*batch, BIN, SPACE), coords=coords)
-    return res.transpose(*field.dims, SPACE)
+    coords: dict[Hashable, Any] = {
+        k: v for k, v in field.coords.items() if SPACE not in v.dims
+    }
+    # reuse the center's space coordinate (and its index) when it has one
+    space = topo.center.coords.get(SPACE)
+    coords[SPACE] = space if space is not None else topo.space
+    dims = (*batch, BIN, SPACE)
+    res = xr.DataArray(g, dims=dims, coords=coords)
+    wanted = (*field.dims, SPACE)
+    return res if wanted == dims else res.transpose(*wanted)
 
 
 def grad_operator(

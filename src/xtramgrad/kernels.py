@@ -17,6 +17,12 @@ the halo of neighbours it needs from other chunks.
 
 Shapes follow the "core dimensions last" habit: values ``(..., m)``, centers ``(m, d)``,
 neighbours ``(n, k)`` padded with -1, results ``(..., n, d)``.
+
+Two backends compute :func:`local_gradient` for the built-in methods: this module's numpy
+code (the reference, run by blocks of output bins so that temporaries stay small) and, when
+numba is installed (``pip install xtramgrad[fast]``), the compiled single-pass kernels of
+:mod:`xtramgrad._fast`, which agree with it to rounding. :func:`set_backend` (or the
+``XTRAMGRAD_BACKEND`` environment variable) chooses; the default uses numba when present.
 """
 
 from __future__ import annotations
@@ -832,6 +838,12 @@ def _numba_gradient(
         redo = np.zeros(dest.shape[1], dtype=np.bool_)
         miss = np.empty(_MAX_MISSES, dtype=np.float64)
         nmiss = np.zeros(1, dtype=np.int64)
+        if kind == _fast.KIND_CONE and flat.shape[0] == 1:
+            _fast.grad1_cone_single(
+                flat, centers, neighbours[rows], targets[rows], thr, _TIE_BAND, tie_u,
+                tie_code, float(na), dest, redo, miss, nmiss, np.empty((0,) * d),
+            )
+            return redo, miss, int(nmiss[0])
         _fast.grad1(
             flat, centers, neighbours[rows], targets[rows],
             lab if kind != _fast.KIND_LABELS else lab[rows],

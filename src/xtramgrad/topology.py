@@ -201,8 +201,8 @@ def check_values(
     n = len(centers) if n_bins is None else n_bins
     if rows is None:
         rows = np.arange(neighbours.shape[0])
-    finite = np.isfinite(centers).all(axis=1)
-    if not finite.all():
+    if not np.isfinite(centers).all():
+        finite = np.isfinite(centers).all(axis=1)
         bad = np.flatnonzero(~finite)
         raise TessellationError(
             f"variable 'center' holds non-finite values at {len(bad)} bin(s) (first: bin "
