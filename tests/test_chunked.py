@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xtramgrad
+from helpers import no_compute  # noqa: E402  (tests/ is on sys.path)
 from xtramgrad import TessellationError
 from xtramgrad.chunked import HALO_ATTR, PLAN_ATTRS, chunk_dependencies
 from xtramgrad.topology import hilbert_key
@@ -19,24 +20,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 # --------------------------------------------------------------------------- helpers
-
-
-class CountingScheduler:
-    """Counts dask computes; raises past ``max_computes`` (as xarray's own tests do)."""
-
-    def __init__(self, max_computes: int = 0) -> None:
-        self.total = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.total += 1
-        if self.total > self.max_computes:
-            raise RuntimeError(f"too many dask computes: {self.total} > {self.max_computes}")
-        return dask.get(dsk, keys, **kwargs)
-
-
-def no_compute():
-    return dask.config.set(scheduler=CountingScheduler(0))
 
 
 def assert_same(chunked: xr.DataArray, eager: xr.DataArray) -> None:

@@ -22,25 +22,6 @@ from xtramgrad import TessellationError, kernels
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-BACKENDS = [
-    pytest.param("numpy", id="numpy"),
-    pytest.param(
-        "numba",
-        id="numba",
-        marks=pytest.mark.skipif(
-            not kernels.numba_available(), reason="numba (the 'fast' extra) not installed"
-        ),
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    previous = kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(previous)
-
-
 def rng(seed=0):
     return np.random.default_rng(seed)
 

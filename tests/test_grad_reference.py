@@ -61,7 +61,6 @@ from tramway_reference import (  # noqa: E402
     tramway_gradn_corrected,
     tramway_gradn_raw,
 )
-from xtramgrad import kernels  # noqa: E402
 
 TOL = 1e-9
 MISSING_FRACTION = 0.15
@@ -184,24 +183,6 @@ def tramway_cache():
     return get
 
 
-BACKENDS = [
-    pytest.param("numpy", id="numpy"),
-    pytest.param(
-        "numba",
-        id="numba",
-        marks=pytest.mark.skipif(
-            not kernels.numba_available(), reason="numba (the 'fast' extra) not installed"
-        ),
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """Run a test with each kernel backend (the numpy reference and the compiled one)."""
-    previous = kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(previous)
 
 
 def dataset(name: str, **measurements):

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 import xtramgrad
+from helpers import CountingScheduler  # noqa: E402  (tests/ is on sys.path)
 from xtramgrad import TessellationError
 from xtramgrad.topology import grid_offsets
 
@@ -18,22 +19,6 @@ def chain(n: int = 4) -> xr.Dataset:
     x = np.arange(float(n))
     table = np.array([[i - 1 if i else i + 1, i + 1 if 0 < i < n - 1 else -1] for i in range(n)])
     return xtramgrad.from_neighbours(x, table, D=x**2)
-
-
-class CountingScheduler:
-    """Counts dask computes; raises past ``max_computes`` (as xarray's own tests do)."""
-
-    def __init__(self, max_computes: int = 0) -> None:
-        self.total = 0
-        self.max_computes = max_computes
-
-    def __call__(self, dsk, keys, **kwargs):
-        import dask
-
-        self.total += 1
-        if self.total > self.max_computes:
-            raise RuntimeError(f"too many dask computes: {self.total} > {self.max_computes}")
-        return dask.get(dsk, keys, **kwargs)
 
 
 # --------------------------------------------------------------------------- constructors

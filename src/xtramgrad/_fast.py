@@ -155,6 +155,36 @@ def _sides(
 
 
 @_jit
+def _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0):
+    """grad1's closed form per axis, from the side counts and offset sums.
+
+    ``cb`` / ``ca`` are the weights of each neighbour below / above (the mean's weight over
+    the count) and ``c0`` the bin's own weight; ``c0`` is NaN for an axis with no side.
+    """
+    for a in range(cb.shape[0]):
+        nb = cnt_b[a]
+        nab = cnt_a[a]
+        lo = -sum_b[a] / nb
+        hi = sum_a[a] / nab
+        if nb > 0 and nab > 0:
+            cb[a] = (-hi / (lo * (lo + hi))) / nb
+            ca[a] = (lo / (hi * (lo + hi))) / nab
+            c0[a] = (hi - lo) / (lo * hi)
+        elif nb > 0:
+            cb[a] = (-1.0 / lo) / nb
+            ca[a] = 0.0
+            c0[a] = 1.0 / lo
+        elif nab > 0:
+            cb[a] = 0.0
+            ca[a] = (1.0 / hi) / nab
+            c0[a] = -1.0 / hi
+        else:
+            cb[a] = 0.0
+            ca[a] = 0.0
+            c0[a] = np.nan
+
+
+@_jit
 def grad1(
     values, centers, neighbours, targets, labels,
     kind, param, thr, band, tie_u, tie_code, na, out, redo, miss, nmiss, dim_tag,
@@ -245,27 +275,7 @@ def grad1(
                         sum_b[a] += off[e, a] if bsel else 0.0
                         cnt_a[a] += 1.0 if asel else 0.0
                         sum_a[a] += off[e, a] if asel else 0.0
-                for a in range(d):
-                    nb = cnt_b[a]
-                    nab = cnt_a[a]
-                    lo = -sum_b[a] / nb
-                    hi = sum_a[a] / nab
-                    if nb > 0 and nab > 0:
-                        cb[a] = (-hi / (lo * (lo + hi))) / nb
-                        ca[a] = (lo / (hi * (lo + hi))) / nab
-                        c0[a] = (hi - lo) / (lo * hi)
-                    elif nb > 0:
-                        cb[a] = (-1.0 / lo) / nb
-                        ca[a] = 0.0
-                        c0[a] = 1.0 / lo
-                    elif nab > 0:
-                        cb[a] = 0.0
-                        ca[a] = (1.0 / hi) / nab
-                        c0[a] = -1.0 / hi
-                    else:
-                        cb[a] = 0.0
-                        ca[a] = 0.0
-                        c0[a] = np.nan
+                _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
                 for e in range(deg):
                     for a in range(d):
                         sd = side[e, a] if ok[e] else 0
@@ -559,27 +569,8 @@ def grad1_cone_single(
             for a in range(d):
                 out[0, i, a] = np.nan
             continue
+        _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
         for a in range(d):
-            nb = cnt_b[a]
-            nab = cnt_a[a]
-            lo = -sum_b[a] / nb
-            hi = sum_a[a] / nab
-            if nb > 0 and nab > 0:
-                cb[a] = (-hi / (lo * (lo + hi))) / nb
-                ca[a] = (lo / (hi * (lo + hi))) / nab
-                c0[a] = (hi - lo) / (lo * hi)
-            elif nb > 0:
-                cb[a] = (-1.0 / lo) / nb
-                ca[a] = 0.0
-                c0[a] = 1.0 / lo
-            elif nab > 0:
-                cb[a] = 0.0
-                ca[a] = (1.0 / hi) / nab
-                c0[a] = -1.0 / hi
-            else:
-                cb[a] = 0.0
-                ca[a] = 0.0
-                c0[a] = np.nan
             g[a] = 0.0
         for e in range(deg):
             for a in range(d):
