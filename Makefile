@@ -23,9 +23,11 @@ setup-test: $(VENV)/.installed-test
 demo: setup
 	$(BIN)/python -m xtramgrad demo
 
-# the test suite (with the notebooks and doctests), then the docs with warnings as errors
+# the test suite (with the notebooks and doctests), lint and types, then the docs with
+# warnings as errors
 test: setup-test
 	$(BIN)/python -m pytest -q
+	$(MAKE) lint
 	$(MAKE) docs
 
 # Sphinx site (executes notebooks/ and the pages written as notebooks) -> docs/_build/html
@@ -33,7 +35,7 @@ docs: setup-test
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 lint: setup-test
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
 
 clean:

@@ -264,22 +264,23 @@ def grad1(
                     sum_b[a] = 0.0
                     sum_a[a] = 0.0
                 for e in range(deg):
-                    oke = ok[e]
+                    okf = 1.0 if ok[e] else 0.0
                     for a in range(d):
-                        # branch-free selects (sides are unpredictable on irregular meshes);
-                        # adding 0.0 leaves the sums exactly as the reference's
+                        # arithmetic selects (1.0 or 0.0; sides are unpredictable on
+                        # irregular meshes): adding o * 0.0 leaves the sums exact
                         sd = side[e, a]
-                        bsel = oke and sd < 0
-                        asel = oke and sd > 0
-                        cnt_b[a] += 1.0 if bsel else 0.0
-                        sum_b[a] += off[e, a] if bsel else 0.0
-                        cnt_a[a] += 1.0 if asel else 0.0
-                        sum_a[a] += off[e, a] if asel else 0.0
+                        fb = okf * (sd < 0)
+                        fa = okf * (sd > 0)
+                        cnt_b[a] += fb
+                        sum_b[a] += off[e, a] * fb
+                        cnt_a[a] += fa
+                        sum_a[a] += off[e, a] * fa
                 _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
                 for e in range(deg):
+                    okf = 1.0 if ok[e] else 0.0
                     for a in range(d):
-                        sd = side[e, a] if ok[e] else 0
-                        we[e, a] = cb[a] if sd < 0 else (ca[a] if sd > 0 else 0.0)
+                        sd = side[e, a]
+                        we[e, a] = okf * (cb[a] * (sd < 0) + ca[a] * (sd > 0))
                 have = True
             if not defined:
                 for a in range(d):
@@ -551,15 +552,17 @@ def grad1_cone_single(
                         else:
                             code = tie_code[pos]
                     side[e, a] = code
+            okf = 1.0 if oke else 0.0
             for a in range(d):
                 o = centers[j, a] - own[a]
                 sd = side[e, a]
-                bsel = oke and sd < 0
-                asel = oke and sd > 0
-                cnt_b[a] += 1.0 if bsel else 0.0
-                sum_b[a] += o if bsel else 0.0
-                cnt_a[a] += 1.0 if asel else 0.0
-                sum_a[a] += o if asel else 0.0
+                # arithmetic selects (1.0 or 0.0): adding o * 0.0 leaves the sums exact
+                fb = okf * (sd < 0)
+                fa = okf * (sd > 0)
+                cnt_b[a] += fb
+                sum_b[a] += o * fb
+                cnt_a[a] += fa
+                sum_a[a] += o * fa
                 if not oke:
                     side[e, a] = 0
         if tie_missing:
@@ -575,7 +578,9 @@ def grad1_cone_single(
         for e in range(deg):
             for a in range(d):
                 sd = side[e, a]
-                w = cb[a] if sd < 0 else (ca[a] if sd > 0 else 0.0)
+                # arithmetic select: sides are unpredictable on irregular meshes, and
+                # w + 0.0 * other == w exactly (weights are finite)
+                w = cb[a] * (sd < 0) + ca[a] * (sd > 0)
                 g[a] += w * yv[e]
         for a in range(d):
             out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
