@@ -155,6 +155,21 @@ def _sides(
 
 
 @_jit
+def _load_slice(values, s, nbr, deg, ok, yv, prev_ok):
+    """Read slice ``s`` of a bin's neighbour values into ``yv`` (0 where missing) and their
+    presence into ``ok``; True if the missing-value pattern equals ``prev_ok``'s (then the
+    local map computed for the previous slice still applies)."""
+    same = True
+    for e in range(deg):
+        y = values[s, nbr[e]]
+        ok[e] = not math.isnan(y)
+        yv[e] = y if ok[e] else 0.0
+        if ok[e] != prev_ok[e]:
+            same = False
+    return same
+
+
+@_jit
 def _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0):
     """grad1's closed form per axis, from the side counts and offset sums.
 
@@ -245,13 +260,7 @@ def grad1(
                 for a in range(d):
                     out[s, i, a] = np.nan
                 continue
-            same = have
-            for e in range(deg):
-                y = values[s, nbr[e]]
-                ok[e] = not math.isnan(y)
-                yv[e] = y if ok[e] else 0.0
-                if ok[e] != prev_ok[e]:
-                    same = False
+            same = _load_slice(values, s, nbr, deg, ok, yv, prev_ok) and have
             if not same:
                 defined = False
                 for e in range(deg):
@@ -434,13 +443,7 @@ def gradn(values, centers, neighbours, targets, iu, ju, rcond, cond_max, out, di
                 for a in range(d):
                     out[s, i, a] = np.nan
                 continue
-            same = have
-            for e in range(deg):
-                y = values[s, nbr[e]]
-                ok[e] = not math.isnan(y)
-                yv[e] = y if ok[e] else 0.0
-                if ok[e] != prev_ok[e]:
-                    same = False
+            same = _load_slice(values, s, nbr, deg, ok, yv, prev_ok) and have
             if not same:
                 have = True
                 kk = 0.0
