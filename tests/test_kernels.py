@@ -266,6 +266,13 @@ def _values(centers, rng):
     return v.reshape(2, 2, m)
 
 
+def assert_same_gradient(got, ref):
+    """Same NaN pattern; values within 1e-12 (relative, and of the largest component)."""
+    np.testing.assert_array_equal(np.isnan(ref), np.isnan(got))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-12, atol=1e-12 * np.abs(ref[ok]).max())
+
+
 @needs_numba
 @pytest.mark.parametrize("name,centers,table", _problems(), ids=lambda x: str(x)[:12])
 def test_numba_grad1_equals_numpy(name, centers, table):
@@ -277,10 +284,7 @@ def test_numba_grad1_equals_numpy(name, centers, table):
                                          backend="numpy")
             got = kernels.local_gradient(values, centers, table, selection=sel, na=na,
                                          backend="numba")
-            np.testing.assert_array_equal(np.isnan(ref), np.isnan(got))
-            ok = ~np.isnan(ref)
-            np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-12,
-                                       atol=1e-12 * np.abs(ref[ok]).max())
+            assert_same_gradient(got, ref)
 
 
 @needs_numba
@@ -297,10 +301,7 @@ def test_numba_grad1_single_slice_equals_numpy(name, centers, table):
                                              backend="numpy")
                 got = kernels.local_gradient(values, centers, table, selection=sel, na=na,
                                              backend="numba")
-                np.testing.assert_array_equal(np.isnan(ref), np.isnan(got))
-                ok = ~np.isnan(ref)
-                np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-12,
-                                           atol=1e-12 * np.abs(ref[ok]).max())
+                assert_same_gradient(got, ref)
 
 
 @needs_numba

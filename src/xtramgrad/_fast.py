@@ -93,6 +93,7 @@ def _sides(
     quadrant and label rules. Returns False on a cone tie missing from the decision table."""
     ok = True
     if kind == KIND_CONE:
+        # grad1_cone_single inlines a copy of this block for speed: change both together
         thr2 = thr * thr
         for e in range(deg):
             s2 = 0.0
@@ -525,6 +526,9 @@ def grad1_cone_single(
             oke = not math.isnan(y)
             yv[e] = y if oke else 0.0
             defined |= oke
+            # The cone decision of _sides, inlined on purpose: the offsets stay in registers.
+            # Calling a shared per-edge helper (even with inline="always") measured 2x slower
+            # at 2*10^4 bins. Change both places together.
             s2 = 0.0
             for a in range(d):
                 o = centers[j, a] - own[a]

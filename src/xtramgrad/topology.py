@@ -117,6 +117,14 @@ _BUILD_HINT = (
 )
 
 
+def _require_dataset(ds: Any) -> None:
+    if not isinstance(ds, xr.Dataset):
+        raise TessellationError(
+            f"expected an xarray.Dataset holding a tessellation, got {type(ds).__name__}. "
+            + _BUILD_HINT
+        )
+
+
 def topology(ds: xr.Dataset, labels: bool = False) -> Topology:
     """Find and check the tessellation variables, cheaply.
 
@@ -133,11 +141,7 @@ def topology(ds: xr.Dataset, labels: bool = False) -> Topology:
     ------
     TessellationError
     """
-    if not isinstance(ds, xr.Dataset):
-        raise TessellationError(
-            f"expected an xarray.Dataset holding a tessellation, got {type(ds).__name__}. "
-            + _BUILD_HINT
-        )
+    _require_dataset(ds)
     center = _require(ds, CENTER, (BIN, SPACE), _BUILD_HINT)
     table = _require(ds, NEIGHBOURS, (BIN, NBR), _BUILD_HINT)
     if not np.issubdtype(center.dtype, np.floating):
@@ -257,9 +261,8 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     ...
     xtramgrad.topology.TessellationError: variable 'neighbours' holds position 9 at bin 0, ...
     """
-    topo = topology(ds)
-    if LABEL in ds.variables:
-        topo = topology(ds, labels=True)
+    _require_dataset(ds)
+    topo = topology(ds, labels=LABEL in ds.variables)
     if _is_lazy(topo.center) or _is_lazy(topo.neighbours):
         import dask.array as da
 
