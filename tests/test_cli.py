@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 import xtramgrad
-from xtramgrad.__main__ import main
+from xtramgrad.cli import main
 
 pytest.importorskip("zarr")
 pytestmark = pytest.mark.filterwarnings(

@@ -12,13 +12,13 @@ from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
 from . import samples
 from .chunked import plan, store_zarr
 from .core import DEFAULT_SELECTION_ANGLE, grad, grad_operator, pointwise, resolve_selection
+from .errors import TessellationError
 from .io import from_tramway, from_ugrid, to_tramway
 from .kernels import Selection
 from .plot import plot_gradient, plot_map, plot_selection
-from .repr import summary
 from .samples import open_sample
+from .summary import summary
 from .topology import (
-    TessellationError,
     from_adjacency,
     from_neighbours,
     grid,

@@ -15,7 +15,7 @@ import xarray as xr
 
 from . import core, topology
 from . import plot as _plot
-from . import repr as _repr
+from . import summary as _repr
 
 
 @xr.register_dataset_accessor("tram")

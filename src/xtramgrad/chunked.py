@@ -69,7 +69,7 @@ chunks). ``xr.open_dataset(store, engine="zarr", chunks={}, inline_array=True)``
 chunk read an independent task, and the computation streams through the chunks with
 memory bounded by a few chunks per thread. Likewise, write the result with
 ``dask.array.store`` into the arrays that ``to_zarr(compute=False)`` creates
-(:func:`xtramgrad.__main__.store_zarr`): dask orders that graph chunk after chunk, while
+(:func:`xtramgrad.store_zarr`): dask orders that graph chunk after chunk, while
 the graph of ``to_zarr`` itself gets a scattered order that keeps the halo chunks of
 half-finished neighbours in memory. The command line (``python -m xtramgrad grad``) does
 both.

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .topology import BIN, LABEL, NBR, SCHEMA_VARIABLES, VOLUME, _is_lazy, topology
+from .topology import BIN, LABEL, NBR, SCHEMA_VARIABLES, VOLUME, topology
+from .topology.schema import _is_lazy
 
 __all__ = ["Summary", "Measurement", "summary"]
 
