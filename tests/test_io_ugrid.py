@@ -286,3 +286,115 @@ def test_errors():
         xtramgrad.from_ugrid(mixed_mesh(face_face=False), connectivity="face_face")
     with pytest.raises(TessellationError, match="from_ugrid got a list"):
         xtramgrad.from_ugrid([1, 2])
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def test_geometry_from_the_face_polygons():
+    """Closed forms on the mixed mesh: unit squares (area 1, shared side 1), a right
+    triangle of legs 1 (area 1/2) sharing the side (0,1)-(1,1) with the left square and
+    only the node (1,1) with the right one."""
+    ds = xtramgrad.from_ugrid(mixed_mesh())
+    np.testing.assert_allclose(ds.volume.values, [1.0, 1.0, 0.5])
+    assert ds.neighbours.values.tolist() == [[1, 2], [0, -1], [0, -1]]
+    np.testing.assert_allclose(ds.face_area.values, [[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert ds.face_area.dims == ds.neighbours.dims
+    np.testing.assert_array_equal(ds.vertex.values, NODES)
+    # the file's one-based, _FillValue-padded polygons, zero-based and padded with -1
+    zero_based = np.where(FACES_1 == FILL, -1, FACES_1 - 1)
+    np.testing.assert_array_equal(ds.cell_vertex.values, zero_based)
+    by_node = xtramgrad.from_ugrid(mixed_mesh(face_face=False), connectivity="nodes")
+    assert rows(by_node.neighbours) == [[1, 2], [0, 2], [0, 1]]
+    lengths = {(i, int(j)): a for i, (r, f) in enumerate(zip(by_node.neighbours.values,
+                                                              by_node.face_area.values,
+                                                              strict=True))
+               for j, a in zip(r, f, strict=True) if j >= 0}
+    assert lengths == {(0, 1): 1.0, (0, 2): 1.0, (1, 0): 1.0, (1, 2): 0.0, (2, 0): 1.0,
+                       (2, 1): 0.0}
+
+
+def test_geometry_of_a_structured_mesh_tiles_the_domain():
+    nx, ny, h = 5, 4, 0.25
+    xs, ys = np.meshgrid(np.arange(nx + 1) * h, np.arange(ny + 1) * h, indexing="xy")
+    node = lambda i, j: j * (nx + 1) + i  # noqa: E731
+    faces = np.array([[node(i, j), node(i + 1, j), node(i + 1, j + 1), node(i, j + 1)]
+                      for j in range(ny) for i in range(nx)])
+    mesh = xr.Dataset({"mesh": ((), 0, mesh_topology()), "node_x": ("node", xs.ravel()),
+                       "node_y": ("node", ys.ravel()), "face_nodes": (("face", "four"), faces)})
+    ds = xtramgrad.from_ugrid(mesh)
+    np.testing.assert_allclose(ds.volume.sum(), nx * ny * h * h, rtol=1e-12)
+    valid = ds.neighbours.values >= 0
+    np.testing.assert_allclose(ds.face_area.values[valid], h, rtol=1e-12)
+    # the finite-volume identity on a lattice: V = sum_f A_f d_f / 2 / d (each face at h/2)
+    np.testing.assert_allclose((ds.face_area * h / 4).sum("nbr").values[
+        (valid.sum(axis=1) == 4)], h * h, rtol=1e-12)
+
+
+def test_units():
+    ds = mixed_mesh()
+    assert "units" not in xtramgrad.from_ugrid(ds).center.attrs  # none declared
+    ds["node_x"].attrs["units"] = ds["node_y"].attrs["units"] = "um"
+    tess = xtramgrad.from_ugrid(ds)
+    assert tess.center.attrs["units"] == "um" and tess.vertex.attrs["units"] == "um"
+    assert tess.volume.attrs["units"] == "um^2" and tess.face_area.attrs["units"] == "um"
+    assert tess.tram.grad("D").attrs.get("units") is None  # D has none
+    tess["D"].attrs["units"] = "um^2/s"
+    assert tess.tram.grad("D").attrs["units"] == "um^2/s / um"
+    assert xtramgrad.from_ugrid(ds, units="nm").center.attrs["units"] == "nm"
+    ds["node_y"].attrs["units"] = "m"  # disagreeing axes: no guess
+    assert "units" not in xtramgrad.from_ugrid(ds).center.attrs
+    with pytest.raises(TessellationError, match=r"units=1.0; expected a string"):
+        xtramgrad.from_ugrid(ds, units=1.0)
+
+
+def test_schema_names_in_the_file_are_kept_as_measurements():
+    ds = mixed_mesh().assign(volume=("face", [5.0, 6.0, 7.0]), face_area=("face", [1.0, 2, 3]))
+    tess = xtramgrad.from_ugrid(ds)
+    np.testing.assert_array_equal(tess.volume_data.values, [5.0, 6.0, 7.0])
+    np.testing.assert_array_equal(tess.face_area_data.values, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(tess.volume.values, [1.0, 1.0, 0.5])
+
+
+def test_stored_face_face_duplicates_and_self_references_are_dropped():
+    ds = mixed_mesh()
+    ds["face_faces"] = (("face", "max_faces"), np.array([[2, 3, 2], [1, 2, FILL], [1, 3, 1]]),
+                        ds["face_faces"].attrs)
+    tess = xtramgrad.from_ugrid(ds)
+    assert tess.neighbours.values.tolist() == [[1, 2], [0, -1], [0, -1]]
+    xtramgrad.validate(tess)
+
+
+def test_xugrid_geometry_matches_xugrid():
+    """xugrid's own face areas and edge lengths, with its edge-face table."""
+    xu = pytest.importorskip("xugrid")
+    pts, tri = delaunay_mesh()
+    grid = xu.Ugrid2d(pts[:, 0], pts[:, 1], -1, tri)
+    ds = xtramgrad.from_ugrid(grid)
+    np.testing.assert_allclose(ds.volume.values, grid.area, rtol=1e-12)
+    expected = {}
+    for (a, b), length in zip(grid.edge_face_connectivity, grid.edge_length, strict=True):
+        if a >= 0 and b >= 0:
+            expected[(int(a), int(b))] = expected[(int(b), int(a))] = length
+    got = {(i, int(j)): f for i, (r, fa) in enumerate(zip(ds.neighbours.values,
+                                                           ds.face_area.values, strict=True))
+           for j, f in zip(r, fa, strict=True) if j >= 0}
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose([got[k] for k in expected], list(expected.values()), rtol=1e-12)
+
+
+def test_uxarray_geometry_is_planar_in_degrees():
+    ux = pytest.importorskip("uxarray")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mesh = mixed_mesh(face_face=False)
+        mesh["node_x"].attrs["units"] = "degrees_east"
+        mesh["node_y"].attrs["units"] = "degrees_north"
+        grid = ux.Grid.from_dataset(mesh)
+        ds = xtramgrad.from_ugrid(grid)
+    np.testing.assert_allclose(ds.volume.values, [1.0, 1.0, 0.5])
+    assert rows(ds.neighbours) == [[1, 2], [0], [0]]
+    valid = ds.neighbours.values >= 0
+    np.testing.assert_allclose(ds.face_area.values[valid], 1.0)
+    assert ds.center.attrs["units"] == "degree"  # CF's degrees_east and degrees_north
+    assert ds.volume.attrs["units"] == "degree^2"

@@ -9,10 +9,15 @@ import numpy as np
 import xarray as xr
 
 from ..errors import TessellationError
-from ..topology import BIN, SCHEMA_VARIABLES
+from ..topology import BIN, SCHEMA_VARIABLES, SPACE
 from ..topology import from_adjacency as _from_adjacency
+from ..topology import from_neighbours as _from_neighbours
+from . import _tables
+from ._tables import CELL_VERTEX, CORNER, FACE_AREA, VERTEX, VERTEX_DIM, VOLUME
 
 __all__ = ["from_ugrid"]
+
+_RESERVED = frozenset(SCHEMA_VARIABLES) | frozenset(_tables.GEOMETRY_VARIABLES)
 
 
 def _ugrid_topology(ds: xr.Dataset, mesh: Hashable | None) -> tuple[Hashable, dict[str, Any]]:
@@ -50,25 +55,15 @@ def _ugrid_topology(ds: xr.Dataset, mesh: Hashable | None) -> tuple[Hashable, di
 
 def _fill_and_start(var: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
     """(zero-based table with -1 padding, validity mask) of a UGRID connectivity."""
-    raw = np.asarray(var.values)
     start = int(var.attrs.get("start_index", var.encoding.get("start_index", 0)))
     fill = var.attrs.get("_FillValue", var.encoding.get("_FillValue"))
-    if np.issubdtype(raw.dtype, np.floating):
-        valid = np.isfinite(raw)
-        if fill is not None:
-            valid &= raw != fill
-        table = np.where(valid, raw, 0).astype(np.int64)
-    elif np.issubdtype(raw.dtype, np.integer):
-        table = raw.astype(np.int64)
-        valid = np.ones(raw.shape, dtype=bool) if fill is None else raw != fill
-        if fill is None:
-            valid &= table >= start  # -1 padding without a declared _FillValue
-    else:
+    try:
+        return _tables.zero_based(var.values, start_index=start, fill_value=fill)
+    except TypeError:
         raise TessellationError(
-            f"UGRID connectivity {var.name!r} has dtype {raw.dtype}; expected integers."
-        )
-    table = np.where(valid, table - start, -1)
-    return table, valid
+            f"UGRID connectivity {var.name!r} has dtype {var.dtype}; expected integers (or "
+            "floats once xarray has decoded a _FillValue into NaN)."
+        ) from None
 
 
 def _connectivity(
@@ -98,84 +93,6 @@ def _connectivity(
     return var
 
 
-def _shared_adjacency(face_nodes: np.ndarray, n_nodes: int, by: str) -> Any:
-    """Faces sharing an edge (``by='edges'``) or a node (``by='nodes'``), as csr."""
-    from scipy import sparse
-
-    nf, k = face_nodes.shape
-    valid = face_nodes >= 0
-    rows = np.repeat(np.arange(nf), k).reshape(nf, k)
-    if by == "nodes":
-        inc = sparse.csr_matrix(
-            (np.ones(valid.sum()), (rows[valid], face_nodes[valid])), shape=(nf, n_nodes)
-        )
-    else:
-        # each face's edges: consecutive valid nodes, closing the polygon
-        deg = valid.sum(axis=1)
-        # packed nodes (valid entries first, in order)
-        order = np.argsort(~valid, axis=1, kind="stable")
-        packed = np.take_along_axis(face_nodes, order, axis=1)
-        pos = np.arange(k)[None, :]
-        nxt = np.where(pos + 1 < deg[:, None], pos + 1, 0)
-        a = packed
-        b = np.take_along_axis(packed, nxt, axis=1)
-        ok = pos < deg[:, None]
-        lo, hi = np.minimum(a, b)[ok], np.maximum(a, b)[ok]
-        key = lo.astype(np.int64) * n_nodes + hi
-        edge_id, inverse = np.unique(key, return_inverse=True)
-        inc = sparse.csr_matrix(
-            (np.ones(inverse.size), (rows[ok], inverse.ravel())), shape=(nf, edge_id.size)
-        )
-    adj = (inc @ inc.T).tocsr()
-    adj.setdiag(0)
-    adj.eliminate_zeros()
-    adj.sort_indices()
-    return adj
-
-
-def _pack(table: np.ndarray) -> np.ndarray:
-    """Valid entries first (their order kept), trimmed to the widest row."""
-    valid = table >= 0
-    table = np.take_along_axis(table, np.argsort(~valid, axis=1, kind="stable"), axis=1)
-    return table[:, : int(valid.sum(axis=1).max(initial=0))]
-
-
-def _polygon_centroids(x: np.ndarray, y: np.ndarray, face_nodes: np.ndarray) -> np.ndarray:
-    """Area centroids of the faces (node mean for degenerate faces)."""
-    valid = face_nodes >= 0
-    deg = valid.sum(axis=1)
-    k = face_nodes.shape[1]
-    order = np.argsort(~valid, axis=1, kind="stable")
-    packed = np.take_along_axis(face_nodes, order, axis=1)
-    pos = np.arange(k)[None, :]
-    nxt = np.take_along_axis(packed, np.where(pos + 1 < deg[:, None], pos + 1, 0), axis=1)
-    ok = pos < deg[:, None]
-    safe, safe_n = np.where(ok, packed, 0), np.where(ok, nxt, 0)
-    # shift to the first node for accuracy far from the origin
-    x0, y0 = x[safe[:, :1]], y[safe[:, :1]]
-    xa, ya, xb, yb = x[safe] - x0, y[safe] - y0, x[safe_n] - x0, y[safe_n] - y0
-    cross = np.where(ok, xa * yb - xb * ya, 0.0)
-    area2 = cross.sum(axis=1)
-    cx = ((xa + xb) * cross).sum(axis=1)
-    cy = ((ya + yb) * cross).sum(axis=1)
-    mean = _node_mean(x, y, face_nodes)
-    good = np.abs(area2) > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cen = np.stack([x0[:, 0] + cx / (3 * area2), y0[:, 0] + cy / (3 * area2)], axis=1)
-    return np.where(good[:, None], cen, mean)
-
-
-def _node_mean(x: np.ndarray, y: np.ndarray, face_nodes: np.ndarray) -> np.ndarray:
-    valid = face_nodes >= 0
-    safe = np.where(valid, face_nodes, 0)
-    deg = valid.sum(axis=1)
-    return np.stack(
-        [np.where(valid, x[safe], 0.0).sum(axis=1) / deg,
-         np.where(valid, y[safe], 0.0).sum(axis=1) / deg],
-        axis=1,
-    )
-
-
 CENTERS = ("auto", "faces", "nodes", "centroid")
 CONNECTIVITY = ("auto", "face_face", "edges", "nodes")
 
@@ -185,9 +102,68 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise TessellationError(f"{name}={value!r}; expected one of {allowed}.")
 
 
-def _ugrid_dataset(
-    ds: xr.Dataset, mesh: Hashable | None, centers: str, connectivity: str
+def _coordinate_units(variables: list[xr.DataArray]) -> str | None:
+    """The common ``units`` attribute of coordinate variables (CF degrees count as one)."""
+    units = [v.attrs.get("units") for v in variables]
+    if not units or any(u is None for u in units):
+        return None
+    found = {str(u) for u in units}
+    if len(found) == 1:
+        return found.pop()
+    if found <= {"degrees_east", "degrees_north", "degree_east", "degree_north", "degrees",
+                 "degree"}:
+        return "degree"
+    return None
+
+
+def _geometry(
+    out: xr.Dataset, face_nodes: np.ndarray, x: np.ndarray, y: np.ndarray, source: str
 ) -> xr.Dataset:
+    """``volume``, ``face_area``, ``vertex`` and ``cell_vertex`` from the face polygons."""
+    rows, cols, dims = _tables.neighbour_entries(out)
+    valid = rows >= 0
+    lengths = np.zeros(rows.shape)
+    lengths[valid] = _tables.shared_edge_lengths(rows[valid], cols[valid], face_nodes, x, y)
+    polygons = _tables.pack(face_nodes)
+    out[VERTEX] = ((VERTEX_DIM, SPACE), np.stack([x, y], axis=1),
+                   {"long_name": f"{source} nodes (cell vertices)"})
+    out[CELL_VERTEX] = (
+        (BIN, CORNER), polygons,
+        {"long_name": "cell polygon: positions into 'vertex', in order, padded with -1",
+         "start_index": 0, "fill_value": -1},
+    )
+    out[VOLUME] = (BIN, _tables.polygon_areas(x, y, face_nodes),
+                   {"long_name": "cell area (polygon)"})
+    out[FACE_AREA] = (
+        dims, lengths,
+        {"long_name": "length of the edge shared with each neighbour (0: corner only)"},
+    )
+    return out
+
+
+def _set_units(out: xr.Dataset, units: str | None) -> None:
+    if units is None:
+        return
+    out["center"].attrs["units"] = units
+    if VERTEX in out.variables:
+        out[VERTEX].attrs["units"] = units
+    if VOLUME in out.variables:
+        out[VOLUME].attrs["units"] = f"{units}^2"
+    if FACE_AREA in out.variables:
+        out[FACE_AREA].attrs["units"] = units
+
+
+def _ugrid_dataset(
+    ds: xr.Dataset,
+    mesh: Hashable | None,
+    centers: str,
+    connectivity: str,
+    units: str | None = None,
+    *,
+    face_face: np.ndarray | None = None,
+) -> xr.Dataset:
+    """``face_face``: a zero-based neighbour table to use as the stored face_face table
+    (xugrid's own)."""
     name, attrs = _ugrid_topology(ds, mesh)
     fnc = attrs.get("face_node_connectivity")
     face_dim = attrs.get("face_dimension")
@@ -205,13 +181,15 @@ def _ugrid_dataset(
         )
     face_nodes = None
     node_xy = None
+    node_vars: list[xr.DataArray] = []
     if fn_var is not None:
         face_nodes, _ = _fill_and_start(fn_var)
         node_coords = str(attrs.get("node_coordinates", "")).split()
         if len(node_coords) >= 2 and all(c in ds.variables for c in node_coords[:2]):
-            node_xy = tuple(np.asarray(ds[c].values, dtype=np.float64) for c in node_coords[:2])
+            node_vars = [ds[c] for c in node_coords[:2]]
+            node_xy = tuple(np.asarray(v.values, dtype=np.float64) for v in node_vars)
         n_nodes = len(node_xy[0]) if node_xy is not None else int(face_nodes.max()) + 1
-        if face_nodes.max() >= n_nodes:
+        if face_nodes.max(initial=-1) >= n_nodes:
             raise TessellationError(
                 f"UGRID connectivity {fnc!r} refers to node {int(face_nodes.max())} but the "
                 f"mesh has {n_nodes} nodes; check its start_index "
@@ -240,28 +218,31 @@ def _ugrid_dataset(
                 f"which mesh {name!r} lacks; declare face_coordinates instead."
             )
         if centers == "nodes":
-            xy = _node_mean(node_xy[0], node_xy[1], face_nodes)
+            xy = _tables.node_means(node_xy[0], node_xy[1], face_nodes)
         else:
-            xy = _polygon_centroids(node_xy[0], node_xy[1], face_nodes)
+            xy = _tables.polygon_centroids(node_xy[0], node_xy[1], face_nodes)
     # ---- neighbours
     if connectivity == "auto":
-        connectivity = "face_face" if ff_var is not None else "edges"
+        connectivity = "face_face" if ff_var is not None or face_face is not None else "edges"
     if connectivity == "face_face":
-        if ff_var is None:
+        if face_face is not None:
+            table = _tables.dedupe(face_face, self_index=True)
+            what = "xugrid's face_face_connectivity"
+        elif ff_var is None:
             raise TessellationError(
                 f"connectivity='face_face' but mesh {name!r} has no face_face_connectivity; "
                 "use connectivity='edges' (derived from face_node_connectivity)."
             )
-        table = _pack(_fill_and_start(ff_var)[0])
+        else:
+            table = _tables.dedupe(_fill_and_start(ff_var)[0], self_index=True)
+            what = f"UGRID connectivity {attrs['face_face_connectivity']!r}"
         if table.shape[0] != n_faces or table.max(initial=-1) >= n_faces:
             raise TessellationError(
-                f"UGRID connectivity {attrs['face_face_connectivity']!r} has shape "
-                f"{table.shape} and refers to face {int(table.max(initial=-1))}, for "
-                f"{n_faces} faces; check its start_index and _FillValue."
+                f"{what} has shape {table.shape} and refers to face "
+                f"{int(table.max(initial=-1))}, for {n_faces} faces; check its start_index "
+                "and _FillValue."
             )
-        from ..topology import from_neighbours
-
-        out = from_neighbours(xy, table, space=["x", "y"])
+        out = _from_neighbours(xy, table, space=["x", "y"])
     else:
         if face_nodes is None:
             raise TessellationError(
@@ -269,29 +250,39 @@ def _ugrid_dataset(
                 f"{name!r} lacks; use connectivity='face_face'."
             )
         n_nodes = len(node_xy[0]) if node_xy is not None else int(face_nodes.max()) + 1
-        adj = _shared_adjacency(face_nodes, n_nodes, by=connectivity)
+        adj = _tables.face_adjacency(face_nodes, n_nodes, by=connectivity)
         out = _from_adjacency(xy, adj, space=["x", "y"])
     out.attrs.update(
         {"tessellation": "ugrid", "ugrid_mesh": str(name), "ugrid_connectivity": connectivity,
          "ugrid_centers": centers}
     )
+    # ---- geometry: the face polygons
+    if face_nodes is not None and node_xy is not None:
+        out = _geometry(out, face_nodes, node_xy[0], node_xy[1], "UGRID")
     # ---- face data as measurements
     for var_name, var in ds.data_vars.items():
         if face_dim not in var.dims or var_name in _ugrid_names(attrs):
             continue
         if var.attrs.get("mesh", name) != name:
             continue
-        target = str(var_name)
-        if target in SCHEMA_VARIABLES:
-            target = f"{target}_data"
-        out[target] = xr.Variable(
+        out[_measurement_name(var_name)] = xr.Variable(
             tuple(BIN if d == face_dim else d for d in var.dims), var.variable.data,
             dict(var.attrs),
         )
     face_index = ds[face_dim] if face_dim in ds.coords else None
     if face_index is not None:
         out = out.assign_coords({str(face_dim): (BIN, np.asarray(face_index.values))})
+    if units is None:
+        face_vars = [ds[c] for c in face_coords[:2]] if has_face_xy else []
+        units = _coordinate_units(node_vars) or _coordinate_units(face_vars)
+    _set_units(out, units)
     return out
+
+
+def _measurement_name(name: Hashable) -> str:
+    """A face variable's name in the tessellation (``_data`` added to a schema name)."""
+    target = str(name)
+    return f"{target}_data" if target in _RESERVED else target
 
 
 def _ugrid_names(attrs: dict[str, Any]) -> set[str]:
@@ -302,7 +293,9 @@ def _ugrid_names(attrs: dict[str, Any]) -> set[str]:
     return names
 
 
-def _from_xugrid(obj: Any, centers: str, connectivity: str) -> xr.Dataset | None:
+def _from_xugrid(
+    obj: Any, centers: str, connectivity: str, units: str | None
+) -> xr.Dataset | None:
     try:
         import xugrid
     except ImportError:
@@ -336,22 +329,20 @@ def _from_xugrid(obj: Any, centers: str, connectivity: str) -> xr.Dataset | None
     if data is not None:
         keep = {k: v for k, v in data.data_vars.items() if grid.face_dimension in v.dims}
         ds = ds.assign(keep)
+    face_face = None
     if connectivity in ("auto", "face_face"):
-        derived = _ugrid_dataset(ds, mesh, "faces" if centers == "auto" else centers, "edges")
         # xugrid's own face_face_connectivity (its sparse structure; the data are edge ids)
         ff = grid.face_face_connectivity.tocsr()
         ff.sort_indices()
-        out = _from_adjacency(derived.center.values, (ff.indptr, ff.indices), space=["x", "y"])
-        for name in derived.data_vars:
-            if name not in SCHEMA_VARIABLES:
-                out[name] = derived[name].variable
-        out.attrs.update(derived.attrs)
-        out.attrs["ugrid_connectivity"] = "face_face"
-        return out
-    return _ugrid_dataset(ds, mesh, centers, connectivity)
+        face_face = _tables.pad_csr(ff.indptr, ff.indices)
+        connectivity = "face_face"
+    return _ugrid_dataset(ds, mesh, "faces" if centers == "auto" else centers, connectivity,
+                          units, face_face=face_face)
 
 
-def _from_uxarray(obj: Any, centers: str, connectivity: str) -> xr.Dataset | None:
+def _from_uxarray(
+    obj: Any, centers: str, connectivity: str, units: str | None
+) -> xr.Dataset | None:
     try:
         import uxarray
     except ImportError:
@@ -365,9 +356,8 @@ def _from_uxarray(obj: Any, centers: str, connectivity: str) -> xr.Dataset | Non
         grid = obj
     else:
         return None
-    face_nodes = np.asarray(grid.face_node_connectivity.values).astype(np.int64)
     fill = grid.face_node_connectivity.attrs.get("_FillValue", uxarray.INT_FILL_VALUE)
-    face_nodes = np.where(face_nodes == fill, -1, face_nodes)
+    face_nodes = _tables.zero_based(grid.face_node_connectivity.values, fill_value=fill)[0]
     x, y = np.asarray(grid.node_lon.values, float), np.asarray(grid.node_lat.values, float)
     if centers == "auto":
         centers = "nodes"
@@ -375,32 +365,32 @@ def _from_uxarray(obj: Any, centers: str, connectivity: str) -> xr.Dataset | Non
         xy = np.stack([np.asarray(grid.face_lon.values, float),
                        np.asarray(grid.face_lat.values, float)], axis=1)
     elif centers == "nodes":
-        xy = _node_mean(x, y, face_nodes)
+        xy = _tables.node_means(x, y, face_nodes)
     else:
-        xy = _polygon_centroids(x, y, face_nodes)
+        xy = _tables.polygon_centroids(x, y, face_nodes)
     if connectivity == "auto":
         connectivity = "face_face"
     if connectivity == "face_face":
-        ff = np.asarray(grid.face_face_connectivity.values).astype(np.int64)
         ffill = grid.face_face_connectivity.attrs.get("_FillValue", uxarray.INT_FILL_VALUE)
-        from ..topology import from_neighbours
-
-        out = from_neighbours(xy, _pack(np.where(ff == ffill, -1, ff)), space=["lon", "lat"])
+        table = _tables.zero_based(grid.face_face_connectivity.values, fill_value=ffill)[0]
+        out = _from_neighbours(xy, _tables.dedupe(table, self_index=True),
+                               space=["lon", "lat"])
     else:
-        adj = _shared_adjacency(face_nodes, len(x), by=connectivity)
+        adj = _tables.face_adjacency(face_nodes, len(x), by=connectivity)
         out = _from_adjacency(xy, adj, space=["lon", "lat"])
     out.attrs.update({"tessellation": "ugrid", "ugrid_connectivity": connectivity,
                       "ugrid_centers": centers})
+    out = _geometry(out, face_nodes, x, y, "uxarray")
     if data is not None:
         for var_name, var in data.data_vars.items():
             if "n_face" in var.dims:
-                target = str(var_name)
-                if target in SCHEMA_VARIABLES:
-                    target = f"{target}_data"
-                out[target] = xr.Variable(
+                out[_measurement_name(var_name)] = xr.Variable(
                     tuple(BIN if d == "n_face" else d for d in var.dims),
                     np.asarray(var.values), dict(var.attrs),
                 )
+    if units is None:
+        units = _coordinate_units([grid.node_lon, grid.node_lat])
+    _set_units(out, units)
     return out
 
 
@@ -410,6 +400,7 @@ def from_ugrid(
     mesh: Hashable | None = None,
     centers: str = "auto",
     connectivity: str = "auto",
+    units: str | None = None,
 ) -> xr.Dataset:
     """Tessellation Dataset from a 2D UGRID mesh: faces become bins.
 
@@ -430,17 +421,30 @@ def from_ugrid(
         xugrid objects), otherwise ``"nodes"``.
     connectivity : {"auto", "face_face", "edges", "nodes"}
         Neighbours: the stored ``face_face_connectivity`` (honouring ``start_index`` and
-        ``_FillValue``; xugrid's and uxarray's own tables for their objects), faces sharing an
+        ``_FillValue``; xugrid's and uxarray's own tables for their objects; a face listed
+        twice in a row, or listing itself, is kept once / dropped), faces sharing an
         edge (``"edges"``, derived from ``face_node_connectivity``) or faces sharing a node
         (``"nodes"``: on quadrilaterals, TRamWAy's 8-neighbour inference adjacency).
         ``"auto"``: ``"face_face"`` when stored, else ``"edges"``.
+    units : str, optional
+        Space units, set as ``center.attrs["units"]`` (and used for the geometry
+        variables). Default: the ``units`` attribute of the node coordinates (of the face
+        coordinates without nodes) when they declare one, e.g. ``"m"``; uxarray's
+        ``degrees_east``/``degrees_north`` give ``"degree"``. None found: no units.
 
     Returns
     -------
     xarray.Dataset
         ``center`` (with ``space`` = ``x``, ``y``; ``lon``, ``lat`` for uxarray), ``neighbours``
         and every face variable of the mesh as a measurement (its face dimension renamed
-        ``bin``).
+        ``bin``; a variable named like a schema variable gets ``_data`` appended). With the
+        face polygons (``face_node_connectivity`` and ``node_coordinates``), the geometry:
+        ``volume(bin)`` the polygon area, ``face_area(bin, nbr)`` the length of the edge
+        shared with each neighbour (0 where two faces touch at a node only, as with
+        ``connectivity="nodes"``), ``vertex(vertex, space)`` the node coordinates and
+        ``cell_vertex(bin, corner)`` each face's nodes in order (positions into
+        ``vertex``, padded with -1). Areas and lengths are planar, in the coordinates'
+        units (for uxarray: degrees, on a plane).
 
     Raises
     ------
@@ -456,12 +460,16 @@ def from_ugrid(
     >>> ds = xr.Dataset({
     ...     "m": ((), 0, {"cf_role": "mesh_topology", "topology_dimension": 2,
     ...                   "node_coordinates": "nx ny", "face_node_connectivity": "fn"}),
-    ...     "nx": ("node", [0.0, 1.0, 0.0, 1.0]), "ny": ("node", [0.0, 0.0, 1.0, 1.0]),
+    ...     "nx": ("node", [0.0, 1.0, 0.0, 1.0], {"units": "um"}),
+    ...     "ny": ("node", [0.0, 0.0, 1.0, 1.0], {"units": "um"}),
     ...     "fn": (("face", "three"), [[1, 2, 3], [2, 4, 3]],
     ...            {"start_index": 1, "_FillValue": -999}),
     ... })
-    >>> xtramgrad.from_ugrid(ds).neighbours.values.tolist()
-    [[1], [0]]
+    >>> tess = xtramgrad.from_ugrid(ds)
+    >>> tess.neighbours.values.tolist(), tess.center.attrs["units"]
+    ([[1], [0]], 'um')
+    >>> tess.volume.values.tolist(), np.round(tess.face_area.values, 6).tolist()
+    ([0.5, 0.5], [[1.414214], [1.414214]])
     >>> xtramgrad.from_ugrid(xr.Dataset())
     Traceback (most recent call last):
     ...
@@ -469,18 +477,22 @@ def from_ugrid(
     """
     _check_choice("centers", centers, CENTERS)
     _check_choice("connectivity", connectivity, CONNECTIVITY)
+    if units is not None and not isinstance(units, str):
+        raise TessellationError(
+            f"units={units!r}; expected a string naming the space units (e.g. 'um') or None."
+        )
     package = type(obj).__module__.split(".")[0]
     # uxarray's UxDataset subclasses xarray.Dataset: dispatch on the package first
     reader = {"xugrid": _from_xugrid, "uxarray": _from_uxarray}.get(package)
     if reader is not None:
-        out = reader(obj, centers, connectivity)
+        out = reader(obj, centers, connectivity, units)
         if out is not None:
             return out
     if isinstance(obj, xr.Dataset):
-        return _ugrid_dataset(obj, mesh, centers, connectivity)
+        return _ugrid_dataset(obj, mesh, centers, connectivity, units)
     raise TessellationError(
         f"from_ugrid got a {type(obj).__name__}; expected an xarray.Dataset following the "
         "UGRID conventions, an xugrid Ugrid2d/UgridDataset/UgridDataArray or an uxarray "
-        "Grid/UxDataset/UxDataArray (with xugrid / uxarray installed: pip install "
-        "'xtramgrad[ugrid]')."
+        "Grid/UxDataset/UxDataArray (with xugrid / uxarray installed: pip install -e "
+        "\".[ugrid]\" from a checkout of xtramgrad)."
     )
