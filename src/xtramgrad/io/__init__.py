@@ -4,17 +4,26 @@ Three public functions, each returning or consuming the tessellation Dataset of
 :mod:`xtramgrad.topology`:
 
 * :func:`from_tramway` reads a TRamWAy ``.rwa`` file (or a loaded analysis tree): the bins
-  and adjacency exactly as TRamWAy's inference sees them, and every map stored under the
-  chosen tessellation as variables;
+  and adjacency exactly as TRamWAy's inference sees them, every map stored under the
+  chosen tessellation as variables (with TRamWAy's units: micrometres, seconds, kT), the
+  cells' geometry where TRamWAy knows it, and TRamWAy's spatio-temporal analyses (time
+  lattices) as maps with a ``time`` dimension;
 * :func:`to_tramway` turns a gradient (or any per-bin variable) back into a TRamWAy map: a
   :class:`pandas.DataFrame` indexed by TRamWAy's cell index with TRamWAy's column names
   (``"diffusivity x"``, ...), optionally stored in the analysis tree / ``.rwa`` file;
 * :func:`from_ugrid` reads a 2D UGRID mesh (an :class:`xarray.Dataset` following the UGRID
   conventions, an ``xugrid`` ``Ugrid2d``/``UgridDataset``/``UgridDataArray``, or an
-  ``uxarray`` ``Grid``/``UxDataset``/``UxDataArray``): faces become bins.
+  ``uxarray`` ``Grid``/``UxDataset``/``UxDataArray``): faces become bins, with their
+  polygons, areas and shared edge lengths.
+
+Both readers fill the optional geometry variables of the schema when the source has them:
+``volume(bin)``, ``face_area(bin, nbr)`` (aligned with ``neighbours``), ``vertex(vertex,
+space)`` and ``cell_vertex(bin, corner)``. The table operations they share (padding,
+packing, ``start_index``/``_FillValue``, deduplication, polygon rings) live in
+:mod:`xtramgrad.io._tables`.
 
 TRamWAy, xugrid and uxarray are optional: each is imported only inside the function that
-needs it (``pip install 'xtramgrad[tramway]'`` / ``'xtramgrad[ugrid]'``).
+needs it (``pip install -e ".[tramway]"`` / ``".[ugrid]"`` from a checkout).
 
 Examples
 --------
@@ -35,6 +44,8 @@ Examples
 ([[0.5, 0.5], [1.5, 0.5]], [[1], [0]])
 >>> ds.tram.grad("D").values.tolist()
 [[2.0, nan], [2.0, nan]]
+>>> ds.volume.values.tolist(), ds.face_area.values.tolist(), ds.cell_vertex.values.tolist()
+([1.0, 1.0], [[1.0], [1.0]], [[0, 1, 4, 3], [1, 2, 5, 4]])
 """
 
 from .tramway import TRAMWAY_CELL, from_tramway, to_tramway
