@@ -224,7 +224,7 @@ def test_errors(tree, tmp_path):
         xtramgrad.to_tramway(ds.tram.grad("D"), into=tree)
     with pytest.raises(TessellationError, match="no analysis 'nope'"):
         xtramgrad.to_tramway(ds.tram.grad("D"), into=tree, label=("grid", "nope"))
-    with pytest.raises(TessellationError, match="Select one slice"):
+    with pytest.raises(TessellationError, match=r"Select one slice of \['time'\] first, e\.g\. \.isel\(time=0\)"):  # noqa: E501
         xtramgrad.to_tramway(ds.tram.grad("D").expand_dims(time=2))
     with pytest.raises(TessellationError, match="no name; pass feature="):
         xtramgrad.to_tramway(ds.D.rename(None))
@@ -724,3 +724,30 @@ def test_time_lattice_in_frames_and_without_space(tree):
     alone.add(time_only, label="t")
     with pytest.raises(TessellationError, match="'t' is a TRamWAy time lattice without a spatial"):
         xtramgrad.from_tramway(alone)
+
+
+def test_time_lattice_without_points():
+    """Without its points TRamWAy cannot count a lattice's locations per window (a clear
+    error), unless it counted them before (then the cells with locations are read)."""
+    import copy
+
+    from tramway.core.analyses.base import Analyses
+    from tramway.core.hdf5 import load_rwa
+
+    fresh = load_rwa(str(SAMPLE_TIME), lazy=False, verbose=False)["kmeans"].data
+    partition = copy.copy(fresh)
+    partition._points = None
+    alone = Analyses(None)
+    alone.add(partition, label="k")
+    with pytest.raises(TessellationError, match="time lattice 'k' has no points"):
+        xtramgrad.from_tramway(alone)
+    counts = np.asarray(fresh.location_count)  # computed (and cached) with the points
+    partition = copy.copy(fresh)
+    partition._points = None
+    alone = Analyses(None)
+    alone.add(partition, label="k")
+    ds = xtramgrad.from_tramway(alone)
+    n = fresh.tessellation.spatial_mesh.number_of_cells
+    by_window = counts.reshape(-1, n).T > 0
+    np.testing.assert_array_equal(ds.tramway_cell.values, np.flatnonzero(by_window.any(axis=1)))
+    np.testing.assert_array_equal(ds.tramway_inferred.values, by_window[ds.tramway_cell.values])

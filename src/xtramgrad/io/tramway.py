@@ -392,7 +392,16 @@ def _lattice_cells(
             )
         present[keys] = True
     else:
-        counts = np.asarray(partition.location_count).ravel()
+        try:
+            counts = np.asarray(partition.location_count).ravel()
+        except (KeyboardInterrupt, SystemExit):  # pragma: no cover
+            raise
+        except Exception as err:
+            raise TessellationError(
+                f"time lattice {where!r} has no points, and TRamWAy cannot tell which cells "
+                f"hold data in which window without them ({type(err).__name__}: {err}). "
+                "Read it from the analysis tree that holds the points."
+            ) from err
         if counts.size != n_seg * n:
             raise TessellationError(
                 f"time lattice {where!r} has {counts.size} location counts; expected "
@@ -916,10 +925,13 @@ def _frame_columns(
         )
     extra = [d for d in da.dims if d not in lead]
     if len(extra) > 1:
+        # the components are the space dim (a gradient), else the last dim
+        comp = SPACE if SPACE in extra else extra[-1]
+        others = [d for d in extra if d != comp]
         raise TessellationError(
             f"variable {da.name!r} has dims {tuple(da.dims)}; a TRamWAy map holds one row per "
-            f"cell and one column per component. Select one slice of {extra[1:]} first, "
-            f"e.g. .isel({extra[1]}=0)."
+            f"cell and one column per component ({comp!r}). Select one slice of {others} "
+            f"first, e.g. .isel({others[0]}=0)."
         )
     rows = int(np.prod([da.sizes[d] for d in lead]))
     if not extra:
