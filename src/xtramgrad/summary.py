@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .topology import BIN, LABEL, NBR, SCHEMA_VARIABLES, VOLUME, topology
+from .topology import (
+    BIN,
+    CELL_VERTEX,
+    EDGE,
+    FACE_AREA,
+    LABEL,
+    NBR,
+    SCHEMA_VARIABLES,
+    VOLUME,
+    topology,
+)
 from .topology.schema import _is_lazy
 
 __all__ = ["Summary", "Measurement", "summary"]
@@ -42,8 +52,9 @@ class Summary:
     n_bins, ndim : int
     space : list
         Coordinate labels of the ``space`` dim.
-    table_width : int
-        Size of the ``nbr`` dim (the widest neighbour list).
+    table_width : int or None
+        Size of the ``nbr`` dim (the widest neighbour list) of a padded table; None for a
+        ragged one.
     degree : (min, mean, max) or None
         Neighbours per bin; None when the table is dask-backed and ``compute=False``.
     isolated : int or None
@@ -52,6 +63,13 @@ class Summary:
         Bounding box of the centers, per axis.
     labels, volume : bool
         Whether ``neighbour_label`` / ``volume`` are present.
+    layout : str
+        ``"padded"`` (``neighbours(bin, nbr)``) or ``"ragged"`` (``neighbours(edge)``).
+    n_edges : int or None
+        Neighbour entries (the ``edge`` size of a ragged table; for a padded one, counted
+        with the degrees).
+    face_area, polygons : bool
+        Whether ``face_area`` / the cell polygons (``vertex``, ``cell_vertex``) are present.
     measurements : list of Measurement
     chunks : dict
         ``bin`` chunk sizes of dask-backed tessellation variables (empty when eager).
@@ -62,12 +80,16 @@ class Summary:
     n_bins: int
     ndim: int
     space: list[Hashable]
-    table_width: int
+    table_width: int | None
     degree: tuple[int, float, int] | None
     isolated: int | None
     extent: list[tuple[float, float]] | None
     labels: bool
     volume: bool
+    layout: str = "padded"
+    n_edges: int | None = None
+    face_area: bool = False
+    polygons: bool = False
     measurements: list[Measurement] = field(default_factory=list)
     chunks: dict[str, tuple[int, ...]] = field(default_factory=dict)
     attrs: dict[Hashable, Any] = field(default_factory=dict)
@@ -91,7 +113,11 @@ class Summary:
         if self.degree is None:
             return "not computed (dask-backed; use summary(ds, compute=True))"
         lo, mean, hi = self.degree
-        text = f"min {lo}, mean {mean:.2f}, max {hi} (table width {self.table_width})"
+        if self.layout == "ragged":
+            storage = f"ragged table, {self.n_edges:,} entries"
+        else:
+            storage = f"table width {self.table_width}"
+        text = f"min {lo}, mean {mean:.2f}, max {hi} ({storage})"
         if self.isolated:
             text += f", {self.isolated} isolated bin(s)"
         return text
@@ -110,7 +136,12 @@ class Summary:
                     for s, (lo, hi) in zip(self.space, self.extent, strict=True)
                 ),
             ))
-        extras = [n for n, ok in (("neighbour_label", self.labels), ("volume", self.volume)) if ok]
+        extras = [
+            n for n, ok in (
+                ("neighbour_label", self.labels), ("face_area", self.face_area),
+                ("volume", self.volume), ("cell polygons", self.polygons),
+            ) if ok
+        ]
         if extras:
             rows.append(("optional variables", ", ".join(extras)))
         rows.append(("storage", self._chunk_text()))
@@ -201,19 +232,23 @@ def summary(ds: xr.Dataset, compute: bool = False) -> Summary:
         D(bin) int64
     """
     topo = topology(ds)
-    n = int(topo.center.sizes[BIN])
+    n = topo.n_bins
     table = topo.neighbours
-    lazy_table = _is_lazy(table)
+    ragged = topo.layout == "ragged"
+    counted = topo.count if ragged else table
+    lazy_table = _is_lazy(counted)
     degree: tuple[int, float, int] | None = None
     isolated: int | None = None
+    n_edges: int | None = int(table.sizes[EDGE]) if ragged else None
     if not lazy_table or compute:
-        deg = (table >= 0).sum(NBR)
+        deg = topo.count if ragged and topo.count is not None else (table >= 0).sum(NBR)
         if lazy_table:
             deg = deg.compute()
         d = np.asarray(deg.values)
         if d.size:
             degree = (int(d.min()), float(d.mean()), int(d.max()))
             isolated = int((d == 0).sum())
+            n_edges = int(d.sum())
     extent = None
     if not _is_lazy(topo.center) or compute:
         c = topo.center
@@ -247,12 +282,16 @@ def summary(ds: xr.Dataset, compute: bool = False) -> Summary:
         n_bins=n,
         ndim=topo.ndim,
         space=[s.item() if isinstance(s, np.generic) else s for s in topo.space],
-        table_width=int(table.sizes[NBR]),
+        table_width=None if ragged else int(table.sizes[NBR]),
         degree=degree,
         isolated=isolated,
         extent=extent,
         labels=LABEL in ds.variables,
         volume=VOLUME in ds.variables,
+        layout=topo.layout,
+        n_edges=n_edges,
+        face_area=FACE_AREA in ds.variables,
+        polygons=CELL_VERTEX in ds.variables,
         measurements=measurements,
         chunks=chunks,
         attrs=dict(ds.attrs),

@@ -1,4 +1,10 @@
-"""Constructors of tessellation Datasets: from tables, adjacencies, points (Voronoi) and grids."""
+"""Constructors of tessellation Datasets: from tables, adjacencies, points (Voronoi) and grids.
+
+Every constructor gives the Dataset a ``bin`` coordinate 0..n-1 (a range index: constant
+memory), takes ``units=`` (the space units, stored as ``center.attrs["units"]``) and
+``layout=`` (``"auto"``, ``"padded"`` or ``"ragged"``: see
+:func:`~xtramgrad.topology.tables.choose_layout`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,20 @@ import numpy as np
 import xarray as xr
 
 from ..errors import TessellationError
-from .schema import BIN, CENTER, DEFAULT_SPACE, LABEL, NBR, NEIGHBOURS, SPACE, topology
+from .schema import (
+    BIN,
+    CENTER,
+    DEFAULT_SPACE,
+    FACE_AREA,
+    LABEL,
+    NBR,
+    NEIGHBOURS,
+    PROBLEM_RANGE,
+    SPACE,
+    _problem_message,
+    topology,
+)
+from .tables import bin_coordinate, choose_layout, table_variables
 
 
 def _space_labels(space: Sequence[Hashable] | None, d: int) -> list[Hashable]:
@@ -26,54 +45,177 @@ def _space_labels(space: Sequence[Hashable] | None, d: int) -> list[Hashable]:
     return space
 
 
-def _as_centers(centers: Any) -> np.ndarray:
+def _as_centers(centers: Any, what: str = "centers") -> np.ndarray:
     arr = np.asarray(centers, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] not in (1, 2, 3):
         raise TessellationError(
-            f"centers has shape {np.shape(centers)}, expected (n_bins, d) with d = 1, 2 or 3."
+            f"{what} has shape {np.shape(centers)}, expected (n_bins, d) with d = 1, 2 or 3."
+        )
+    if len(arr) == 0:
+        raise TessellationError(
+            f"{what} is empty (0 bins); a tessellation needs at least one bin."
         )
     return arr
 
 
+def _check_units(units: Any) -> None:
+    if units is not None and not isinstance(units, str):
+        raise ValueError(f"units={units!r}; expected a string such as 'um', or None.")
+
+
 def _dataset(
     centers: np.ndarray,
-    table: np.ndarray,
-    labels: np.ndarray | None,
+    tables: Mapping[Hashable, xr.Variable],
     space: Sequence[Hashable] | None,
+    units: str | None,
     measurements: Mapping[str, Any],
     attrs: Mapping[str, Any] | None = None,
+    check: bool = True,
 ) -> xr.Dataset:
-    space = _space_labels(space, centers.shape[1])
-    ds = xr.Dataset(
-        {
-            CENTER: ((BIN, SPACE), centers),
-            NEIGHBOURS: (
-                (BIN, NBR),
-                table,
-                {"long_name": "neighbour bin positions", "start_index": 0, "fill_value": -1},
-            ),
-        },
-        coords={SPACE: space},
-        attrs=dict(attrs or {}),
-    )
-    if labels is not None:
-        ds[LABEL] = ((BIN, NBR), labels, {"long_name": "neighbour side label +-(axis+1)"})
+    """Assemble a tessellation Dataset and run the cheap checks."""
+    _check_units(units)
+    n, d = centers.shape
+    center_attrs = {} if units is None else {"units": units}
+    coords = bin_coordinate(n).assign({SPACE: _space_labels(space, d)})
+    ds = xr.Dataset({CENTER: ((BIN, SPACE), centers, center_attrs)}, coords=coords,
+                    attrs=dict(attrs or {}))
+    for name, var in tables.items():
+        ds[name] = var
     for name, value in measurements.items():
-        ds[name] = value if isinstance(value, (xr.DataArray, tuple)) else (BIN, value)
-    topology(ds, labels=labels is not None)
+        ds[name] = _measurement(name, value, n)
+    if check:
+        topology(ds, labels=LABEL in ds.variables)
     return ds
 
 
-def _pad(indptr: np.ndarray, indices: np.ndarray, n: int) -> np.ndarray:
-    deg = np.diff(indptr)
-    k = int(deg.max()) if n else 0
-    table = np.full((n, k), -1, dtype=np.int64)
-    rows = np.repeat(np.arange(n), deg)
-    slots = np.arange(len(indices)) - np.repeat(indptr[:-1], deg)
-    table[rows, slots] = indices
-    return table
+def _measurement(name: str, value: Any, n: int) -> Any:
+    """A measurement argument, positional along ``bin`` (its own ``bin`` labels dropped)."""
+    if isinstance(value, xr.DataArray):
+        if BIN in value.dims and value.sizes[BIN] != n:
+            raise TessellationError(
+                f"measurement {name!r} has {value.sizes[BIN]} entries along 'bin' but the "
+                f"tessellation has {n} bins."
+            )
+        return value.drop_vars([c for c in (BIN, "bin_id") if c in value.coords])
+    if isinstance(value, tuple):
+        return value
+    arr = np.asarray(value)
+    if arr.ndim != 1 or len(arr) != n:
+        raise TessellationError(
+            f"measurement {name!r} has shape {arr.shape}, expected ({n},) (one value per "
+            "bin); pass (dims, values) for more dims, e.g. (('bin', 'time'), values)."
+        )
+    return (BIN, arr)
+
+
+def _units_attrs(units: str | None, power: int) -> dict[str, str]:
+    if units is None:
+        return {}
+    if power == 0:
+        return {"units": "1"}
+    return {"units": units if power == 1 else f"{units}^{power}"}
+
+
+def _csr_from_padded(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, indices, mask of present entries) of a padded table (-1 padding)."""
+    present = table >= 0
+    indptr = np.zeros(len(table) + 1, dtype=np.int64)
+    np.cumsum(present.sum(axis=1), out=indptr[1:])
+    return indptr, table[present].astype(np.int64), present
+
+
+def _repeats(indptr: np.ndarray, indices: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the entries that repeat an earlier entry of the same row."""
+    owner = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    key = owner * (n + 1) + np.clip(indices, -1, n)
+    if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
+        return np.zeros(len(key), dtype=bool)
+    order = np.argsort(key, kind="stable")
+    srt = key[order]
+    later = np.zeros(len(key), dtype=bool)
+    later[order[1:]] = srt[1:] == srt[:-1]
+    return later
+
+
+def _dedupe(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    n: int,
+    dedupe: bool,
+    what: str,
+    edge: Mapping[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Refuse (or, with ``dedupe=True``, drop) repeated entries of CSR rows."""
+    edge = dict(edge or {})
+    rep = _repeats(indptr, indices, n)
+    if not rep.any():
+        return indptr, indices, edge
+    if not dedupe:
+        e = int(np.argmax(rep))
+        row = int(np.searchsorted(indptr, e, side="right") - 1)
+        raise TessellationError(
+            f"{what} lists bin {int(indices[e])} twice as a neighbour of bin {row} "
+            f"({int(rep.sum())} repeated entries in all); a repeated neighbour counts twice "
+            "in the gradient. Pass dedupe=True to drop the repeats (the first occurrence "
+            "is kept)."
+        )
+    keep = ~rep
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[keep]
+    new_ptr = np.zeros(len(indptr), dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=len(indptr) - 1), out=new_ptr[1:])
+    return new_ptr, indices[keep], {k: v[keep] for k, v in edge.items()}
+
+
+# --------------------------------------------------------------------------- from_adjacency
+
+
+def _adjacency_csr(adjacency: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices) of an adjacency, rows' entries in stored order, repeats kept."""
+    if isinstance(adjacency, tuple) and len(adjacency) == 2:
+        indptr, indices = (np.asarray(a) for a in adjacency)
+        if indptr.ndim != 1 or indices.ndim != 1:
+            raise TessellationError(
+                f"adjacency (indptr, indices) have shapes {indptr.shape} and "
+                f"{indices.shape}; expected 1-D arrays."
+            )
+    else:
+        from scipy import sparse
+
+        if not sparse.issparse(adjacency):
+            dense = np.asarray(adjacency)
+            if dense.ndim != 2:
+                raise TessellationError(
+                    f"adjacency has shape {dense.shape}; expected a square (n, n) matrix "
+                    "or an (indptr, indices) pair."
+                )
+            adjacency = sparse.csr_array(dense)
+        if adjacency.shape != (n, n):
+            raise TessellationError(
+                f"adjacency has shape {adjacency.shape}, expected ({n}, {n}) for {n} centers."
+            )
+        if adjacency.format == "csr":
+            indptr, indices = adjacency.indptr, adjacency.indices
+        else:  # coo keeps its entries (and their repeats) in stored order; others convert
+            coo = adjacency if adjacency.format == "coo" else adjacency.tocoo()
+            rows = np.asarray(coo.row if hasattr(coo, "row") else coo.coords[0])
+            cols = np.asarray(coo.col if hasattr(coo, "col") else coo.coords[1])
+            order = np.argsort(rows, kind="stable")
+            indices = cols[order]
+            indptr = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    if indptr.shape != (n + 1,) or indptr[-1] != len(indices) or indptr[0] != 0:
+        raise TessellationError(
+            f"adjacency indptr has shape {indptr.shape} and ends at "
+            f"{indptr[-1] if indptr.size else None}; expected ({n + 1},) from 0 to "
+            f"len(indices) = {len(indices)}."
+        )
+    if not np.issubdtype(np.asarray(indices).dtype, np.integer):
+        raise TessellationError(
+            f"adjacency indices have dtype {np.asarray(indices).dtype}; expected integers."
+        )
+    return indptr.astype(np.int64), np.asarray(indices).astype(np.int64)
 
 
 def from_adjacency(
@@ -81,6 +223,9 @@ def from_adjacency(
     adjacency: Any,
     *,
     space: Sequence[Hashable] | None = None,
+    units: str | None = None,
+    layout: str = "auto",
+    dedupe: bool = False,
     **measurements: Any,
 ) -> xr.Dataset:
     """Tessellation Dataset from bin centers and an adjacency.
@@ -94,6 +239,14 @@ def from_adjacency(
         as edges, the diagonal must be empty). Neighbour order is kept as stored.
     space : sequence of str, optional
         Names of the coordinates (default ``x``, ``y``, ``z``).
+    units : str, optional
+        Space units (``center.attrs["units"]``), e.g. ``"um"``.
+    layout : {"auto", "padded", "ragged"}
+        Neighbour table layout; ``"auto"`` goes ragged only when padding every row to the
+        widest would waste a lot (see :func:`xtramgrad.topology.tables.choose_layout`).
+    dedupe : bool
+        Drop repeated entries of a row (e.g. a COO matrix holding an entry twice) instead
+        of refusing them.
     **measurements
         Variables to add, each an array over bins or an ``(dims, values)`` tuple.
 
@@ -101,38 +254,19 @@ def from_adjacency(
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> A = sp.csr_array(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]]))
-    >>> ds = from_adjacency([0.0, 1.0, 2.0], A, D=[1.0, 2.0, 4.0])
-    >>> ds.neighbours.values.tolist()
-    [[1, -1], [0, 2], [1, -1]]
+    >>> ds = from_adjacency([0.0, 1.0, 2.0], A, units="um", D=[1.0, 2.0, 4.0])
+    >>> ds.neighbours.values.tolist(), ds.center.attrs["units"]
+    ([[1, -1], [0, 2], [1, -1]], 'um')
     """
     centers = _as_centers(centers)
     n = len(centers)
-    if isinstance(adjacency, tuple) and len(adjacency) == 2:
-        indptr, indices = (np.asarray(a) for a in adjacency)
-    else:
-        from scipy import sparse
+    indptr, indices = _adjacency_csr(adjacency, n)
+    indptr, indices, _ = _dedupe(indptr, indices, n, dedupe, "adjacency")
+    tables = table_variables(indptr, indices, {}, layout)
+    return _dataset(centers, tables, space, units, measurements)
 
-        if not sparse.issparse(adjacency):
-            adjacency = np.asarray(adjacency)
-            if adjacency.ndim != 2:
-                raise TessellationError(
-                    f"adjacency has shape {adjacency.shape}; expected a square (n, n) matrix "
-                    "or an (indptr, indices) pair."
-                )
-            adjacency = sparse.csr_array(adjacency)
-        csr = sparse.csr_array(adjacency)
-        if csr.shape != (n, n):
-            raise TessellationError(
-                f"adjacency has shape {csr.shape}, expected ({n}, {n}) for {n} centers."
-            )
-        indptr, indices = csr.indptr, csr.indices
-    if indptr.shape != (n + 1,) or indptr[-1] != len(indices):
-        raise TessellationError(
-            f"adjacency indptr has shape {indptr.shape} and ends at {indptr[-1]}; expected "
-            f"({n + 1},) ending at len(indices) = {len(indices)}."
-        )
-    table = _pad(indptr.astype(np.int64), indices.astype(np.int64), n)
-    return _dataset(centers, table, None, space, measurements)
+
+# --------------------------------------------------------------------------- from_neighbours
 
 
 def from_neighbours(
@@ -141,8 +275,12 @@ def from_neighbours(
     labels: Any = None,
     *,
     space: Sequence[Hashable] | None = None,
+    units: str | None = None,
     start_index: int = 0,
     fill_value: int | None = None,
+    layout: str = "auto",
+    dedupe: bool = False,
+    face_area: Any = None,
     **measurements: Any,
 ) -> xr.Dataset:
     """Tessellation Dataset from bin centers and a padded neighbour table.
@@ -155,10 +293,18 @@ def from_neighbours(
     labels : array-like (n, k) of int, optional
         Signed side labels ``+-(j+1)`` for labelled adjacency.
     space : sequence of str, optional
+    units : str, optional
+        Space units (``center.attrs["units"]``).
     start_index : int
         0 for zero-based positions (default), 1 for one-based tables (UGRID's ``start_index``).
     fill_value : int, optional
         Padding value of the given table (default -1); it becomes -1.
+    layout : {"auto", "padded", "ragged"}
+        Layout of the stored table (``"auto"``: ragged only when padding wastes a lot).
+    dedupe : bool
+        Drop repeated neighbours of a row (keeping the first) instead of refusing them.
+    face_area : array-like (n, k), optional
+        Area of the face shared with each neighbour, aligned with the table.
     **measurements
         Variables to add.
 
@@ -169,25 +315,34 @@ def from_neighbours(
     2.0
     """
     centers = _as_centers(centers)
+    n = len(centers)
     table = np.asarray(neighbours)
-    if table.ndim != 2 or table.shape[0] != len(centers):
+    if table.ndim != 2 or table.shape[0] != n:
         raise TessellationError(
-            f"neighbours has shape {table.shape}, expected ({len(centers)}, k) for "
-            f"{len(centers)} centers."
+            f"neighbours has shape {table.shape}, expected ({n}, k) for {n} centers."
         )
-    if not np.issubdtype(table.dtype, np.integer):
+    fill = -1 if fill_value is None else int(fill_value)
+    if np.issubdtype(table.dtype, np.unsignedinteger):
+        top = int(table.max()) if table.size else 0
+        if fill_value is None and top >= n + start_index:
+            raise TessellationError(
+                f"neighbours has unsigned dtype {table.dtype}, which cannot hold -1 padding, "
+                f"and holds {top}, past the last bin; if {top} is its padding value, pass "
+                f"fill_value={top} (it becomes -1)."
+            )
+    elif not np.issubdtype(table.dtype, np.integer):
         if np.issubdtype(table.dtype, np.floating) and np.all(
             np.isnan(table) | (table == np.round(table))
         ):
-            table = np.where(np.isnan(table), -1 if fill_value is None else fill_value, table)
+            table = np.where(np.isnan(table), fill, table)
         else:
             raise TessellationError(
                 f"neighbours has dtype {table.dtype}, expected integer bin positions."
             )
-    table = table.astype(np.int64)
-    pad = table == (-1 if fill_value is None else fill_value)
-    table = np.where(pad, -1, table - start_index)
-    lab = None
+    pad = table == fill
+    table = np.where(pad, -1, np.where(pad, 0, table).astype(np.int64) - start_index)
+    edge: dict[str, np.ndarray] = {}
+    edge_attrs: dict[str, dict[str, Any]] = {}
     if labels is not None:
         lab = np.asarray(labels)
         if lab.shape != table.shape or not np.issubdtype(lab.dtype, np.integer):
@@ -195,18 +350,92 @@ def from_neighbours(
                 f"labels has shape {lab.shape} and dtype {lab.dtype}, expected integers of "
                 f"the neighbour table's shape {table.shape}."
             )
-        lab = np.where(pad, 0, lab).astype(np.int64)
-    return _dataset(centers, table, lab, space, measurements)
+        edge[LABEL] = np.where(pad, 0, lab).astype(np.int64)
+        edge_attrs[LABEL] = {"long_name": "neighbour side label +-(axis+1)"}
+    if face_area is not None:
+        area = np.asarray(face_area, dtype=np.float64)
+        if area.shape != table.shape:
+            raise TessellationError(
+                f"face_area has shape {area.shape}, expected the neighbour table's shape "
+                f"{table.shape}."
+            )
+        edge[FACE_AREA] = np.where(pad, np.nan, area)
+        edge_attrs[FACE_AREA] = {"long_name": "area of the face shared with the neighbour",
+                                 **_units_attrs(units, centers.shape[1] - 1)}
+    out_of_range = (table < -1) | (table >= n)
+    if out_of_range.any():  # before looking for repeats: the clearer message
+        row, slot = (int(v) for v in np.argwhere(out_of_range)[0])
+        raise TessellationError(
+            _problem_message(PROBLEM_RANGE, row, int(table[row, slot]), n, False, table)
+        )
+    indptr, indices, present = _csr_from_padded(table)
+    flat = {k: v[present] for k, v in edge.items()}
+    new_ptr, new_ind, flat = _dedupe(indptr, indices, n, dedupe, "neighbours", flat)
+    resolved = choose_layout(layout, n, table.shape[1], len(new_ind))
+    if resolved == "padded" and len(new_ind) == len(indices):  # keep the table as given
+        tables: dict[Hashable, xr.Variable] = {
+            NEIGHBOURS: xr.Variable(
+                (BIN, NBR), table,
+                {"long_name": "neighbour bin positions", "start_index": 0, "fill_value": -1},
+            )
+        }
+        for name, values in edge.items():
+            tables[name] = xr.Variable((BIN, NBR), values, edge_attrs[name])
+    else:
+        tables = table_variables(
+            new_ptr, new_ind, {k: (v, edge_attrs[k]) for k, v in flat.items()}, resolved
+        )
+    return _dataset(centers, tables, space, units, measurements)
+
+
+# --------------------------------------------------------------------------- voronoi
+
+
+def _check_coincident(pts: np.ndarray) -> None:
+    """Refuse coincident points, naming them."""
+    uniq, inverse, counts = np.unique(pts, axis=0, return_inverse=True, return_counts=True)
+    if len(uniq) == len(pts):
+        return
+    inverse = np.asarray(inverse).reshape(-1)
+    group = int(np.flatnonzero(counts[inverse] > 1)[0])
+    same = np.flatnonzero(inverse == inverse[group])
+    where = ", ".join(f"{x:g}" for x in pts[group])
+    extra = int((counts - 1)[counts > 1].sum())
+    raise TessellationError(
+        f"points {', '.join(str(int(i)) for i in same[:5])}"
+        f"{' ...' if len(same) > 5 else ''} coincide at ({where}) ({extra} repeated "
+        f"point(s) in all); each Voronoi cell needs its own center (a repeated point gets no "
+        "cell, no neighbours, or one-sided stencils). Merge or drop the repeats first, e.g. "
+        "points, first = np.unique(points, axis=0, return_index=True)."
+    )
 
 
 def voronoi(
-    points: Any, *, space: Sequence[Hashable] | None = None, **measurements: Any
+    points: Any,
+    *,
+    space: Sequence[Hashable] | None = None,
+    units: str | None = None,
+    layout: str = "auto",
+    **measurements: Any,
 ) -> xr.Dataset:
     """Voronoi tessellation around the given centers (Delaunay adjacency).
 
     Two bins are neighbours when their Voronoi cells share a face, i.e. when their centers
     share a Delaunay edge (as in TRamWAy's kmeans, gwr and hexagon tessellations). In 1D the
-    neighbours are the previous and next points in coordinate order.
+    neighbours are the previous and next points in coordinate order. Points must be
+    distinct.
+
+    Parameters
+    ----------
+    points : array-like (n, d)
+    space : sequence of str, optional
+    units : str, optional
+        Space units (``center.attrs["units"]``).
+    layout : {"auto", "padded", "ragged"}
+        Neighbour table layout (``"auto"``: ragged only for very uneven degrees, e.g. a
+        point adjacent to all others).
+    **measurements
+        Variables to add.
 
     Examples
     --------
@@ -215,8 +444,15 @@ def voronoi(
     >>> ds.sizes["bin"], bool((ds.neighbours >= 0).sum("nbr").min() >= 2)
     (50, True)
     """
-    pts = _as_centers(points)
+    pts = _as_centers(points, "points")
+    if not np.isfinite(pts).all():
+        i = int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])
+        raise TessellationError(
+            f"points[{i}] = {pts[i].tolist()} is not finite; every point needs a finite "
+            "position. Drop or fix it."
+        )
     n, d = pts.shape
+    _check_coincident(pts)
     if d == 1:
         order = np.argsort(pts[:, 0], kind="stable")
         left = np.full(n, -1)
@@ -225,19 +461,33 @@ def voronoi(
         right[order[:-1]] = order[1:]
         table = np.stack([left, right], axis=1)
         table = np.take_along_axis(table, np.argsort(table < 0, axis=1, kind="stable"), axis=1)
-        return _dataset(pts, table.astype(np.int64), None, space, measurements)
+        indptr, indices, _ = _csr_from_padded(table.astype(np.int64))
+        return _dataset(pts, table_variables(indptr, indices, {}, layout), space, units,
+                        measurements)
     from scipy.spatial import Delaunay, QhullError
 
     try:
         tri = Delaunay(pts)
     except QhullError as err:
         raise TessellationError(
-            f"points ({n} in {d}D) admit no Delaunay triangulation (duplicate, collinear or "
+            f"points ({n} in {d}D) admit no Delaunay triangulation (collinear/coplanar or "
             f"too few points): {str(err).splitlines()[0]}"
         ) from err
+    unused = np.setdiff1d(np.arange(n), np.unique(tri.simplices))
+    if len(unused):
+        i = int(unused[0])
+        raise TessellationError(
+            f"point {i} at ({', '.join(f'{x:g}' for x in pts[i])}) is not a vertex of the "
+            f"Delaunay triangulation ({len(unused)} such point(s)): it is too close to "
+            "another point for qhull to separate, and would get no neighbours. Merge "
+            "nearly coincident points first."
+        )
     indptr, indices = tri.vertex_neighbor_vertices
-    table = _pad(indptr.astype(np.int64), indices.astype(np.int64), n)
-    return _dataset(pts, table, None, space, measurements)
+    tables = table_variables(indptr.astype(np.int64), indices.astype(np.int64), {}, layout)
+    return _dataset(pts, tables, space, units, measurements)
+
+
+# --------------------------------------------------------------------------- grid
 
 
 GRID_CONNECTIVITY = ("inference", "faces")
@@ -267,7 +517,9 @@ def grid(
     connectivity: str = "inference",
     *,
     space: Sequence[Hashable] | None = None,
+    units: str | None = None,
     chunks: int | None = None,
+    layout: str = "auto",
     **measurements: Any,
 ) -> xr.Dataset:
     """A regular grid of bins (C order: the last axis varies fastest).
@@ -282,17 +534,24 @@ def grid(
         ``"inference"`` (default): TRamWAy's diagonal adjacency used for inference, 8
         neighbours in 2D and 18 in 3D; ``"faces"``: 4 in 2D and 6 in 3D.
     space : sequence of str, optional
+    units : str, optional
+        Space units (``center.attrs["units"]``).
     chunks : int, optional
         Build ``center`` and ``neighbours`` lazily as dask arrays with this many bins per
         chunk: nothing of size n is allocated up front.
+    layout : {"auto", "padded", "ragged"}
+        A grid's degrees are even, so ``"auto"`` is padded; ``"ragged"`` (in memory only)
+        stores the table as an edge list.
     **measurements
         Variables to add.
 
     Examples
     --------
-    >>> ds = grid(3, spacing=2.0)
+    >>> ds = grid(3, spacing=2.0, units="um")
     >>> ds.center.values[:, 0].tolist(), ds.neighbours.values.tolist()
     ([0.0, 2.0, 4.0], [[1, -1], [0, 2], [1, -1]])
+    >>> ds.bin.values.tolist(), ds.center.attrs["units"]
+    ([0, 1, 2], 'um')
     """
     if isinstance(shape, (int, np.integer)):
         shape_t: tuple[int, ...] = (int(shape),)
@@ -301,34 +560,42 @@ def grid(
     d = len(shape_t)
     if d not in (1, 2, 3) or min(shape_t) < 1:
         raise TessellationError(
-            f"shape={shape!r}; expected 1 to 3 positive sizes, e.g. (100, 80)."
+            f"shape={shape!r}; expected 1 to 3 positive sizes, e.g. (100, 80) (a "
+            "tessellation needs at least one bin)."
         )
+    _check_units(units)
     spacing_a = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (d,))
     origin_a = np.broadcast_to(np.asarray(origin, dtype=np.float64), (d,))
     if not (np.all(spacing_a > 0) and np.all(np.isfinite(spacing_a))):
         raise TessellationError(f"spacing={spacing!r}; expected positive finite sizes.")
     offsets = grid_offsets(d, connectivity)
     n = int(np.prod(shape_t))
+    resolved = choose_layout(layout, n, len(offsets), n)  # even degrees: never wasteful
+    if chunks is not None and resolved == "ragged":
+        raise ValueError(
+            "layout='ragged' and chunks= cannot be combined: a lazy grid is built padded "
+            "(its degrees are even); drop one of them."
+        )
     if chunks is not None:
         center, table = _lazy_grid(shape_t, spacing_a, origin_a, offsets, int(chunks))
     else:
         center, table = _grid_block(0, n, shape_t, spacing_a, origin_a, offsets)
+    table_attrs = {
+        "long_name": "neighbour bin positions",
+        "start_index": 0,
+        "fill_value": -1,
+        # declared locality for chunked gradients (see xtramgrad.chunked)
+        "xtramgrad_halo": int(np.abs(offsets @ _strides(shape_t)).max()),
+    }
+    if resolved == "ragged":
+        indptr, indices, _ = _csr_from_padded(np.asarray(table))
+        tables = table_variables(indptr, indices, {}, "ragged", table_attrs)
+    else:
+        tables = {NEIGHBOURS: xr.Variable((BIN, NBR), table, table_attrs)}
+    center_attrs = {} if units is None else {"units": units}
     ds = xr.Dataset(
-        {
-            CENTER: ((BIN, SPACE), center),
-            NEIGHBOURS: (
-                (BIN, NBR),
-                table,
-                {
-                    "long_name": "neighbour bin positions",
-                    "start_index": 0,
-                    "fill_value": -1,
-                    # declared locality for chunked gradients (see xtramgrad.chunked)
-                    "xtramgrad_halo": int(np.abs(offsets @ _strides(shape_t)).max()),
-                },
-            ),
-        },
-        coords={SPACE: _space_labels(space, d)},
+        {CENTER: ((BIN, SPACE), center, center_attrs)},
+        coords=bin_coordinate(n).assign({SPACE: _space_labels(space, d)}),
         attrs={
             "tessellation": "grid",
             "grid_shape": list(shape_t),
@@ -337,8 +604,10 @@ def grid(
             "connectivity": connectivity,
         },
     )
+    for name, var in tables.items():
+        ds[name] = var
     for name, value in measurements.items():
-        ds[name] = value if isinstance(value, (xr.DataArray, tuple)) else (BIN, value)
+        ds[name] = _measurement(name, value, n)
     return ds
 
 
@@ -402,3 +671,11 @@ def _lazy_grid(
     return center, table
 
 
+__all__ = [
+    "GRID_CONNECTIVITY",
+    "from_adjacency",
+    "from_neighbours",
+    "grid",
+    "grid_offsets",
+    "voronoi",
+]

@@ -8,9 +8,9 @@ import numpy as np
 import xarray as xr
 
 from ..errors import TessellationError
-from .schema import BIN, NBR, NEIGHBOURS, topology
+from .schema import BIN, NEIGHBOURS, topology
+from .tables import BIN_ID, bin_coordinate, isel
 
-BIN_ID = "bin_id"
 CURVES = ("hilbert", "morton")
 
 
@@ -73,25 +73,8 @@ def hilbert_key(coords: np.ndarray, bits: int) -> np.ndarray:
     return _interleave(x, bits)
 
 
-def _renumber(table: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Rows ``order`` of a neighbour table, its positions renamed to the new order."""
-    new_pos = np.empty(len(order), dtype=np.int64)
-    new_pos[order] = np.arange(len(order), dtype=np.int64)
-    rows = table[order]
-    return np.where(rows >= 0, new_pos[np.clip(rows, 0, None)], -1).astype(table.dtype)
-
-
-def _reorder(ds: xr.Dataset, order: np.ndarray) -> xr.Dataset:
-    out = ds.isel({BIN: order})
-    table = np.asarray(ds[NEIGHBOURS].transpose(BIN, NBR).values)
-    out[NEIGHBOURS] = ((BIN, NBR), _renumber(table, order), dict(ds[NEIGHBOURS].attrs))
-    for attr in [a for a in out[NEIGHBOURS].attrs if a.startswith("xtramgrad_")]:
-        del out[NEIGHBOURS].attrs[attr]  # locality declarations do not survive a reorder
-    return out
-
-
 def sort(ds: xr.Dataset, curve: str = "hilbert") -> xr.Dataset:
-    """Reorder the bins along a space-filling curve, for chunk locality.
+    """Reorder the bins along a space-filling curve, for chunk locality (either layout).
 
     Bins of irregular tessellations often come in random order; chunked along ``bin``,
     every chunk then neighbours every other chunk. Along a Hilbert (or Morton, "Z-order")
@@ -99,10 +82,11 @@ def sort(ds: xr.Dataset, curve: str = "hilbert") -> xr.Dataset:
     nearby chunks. Use it before chunking, before writing a big tessellation to zarr, and
     before :func:`xtramgrad.plan`. Gradients are unchanged bin by bin.
 
-    Every variable along ``bin`` is reordered and the neighbour table renumbered; the
-    original positions are kept in the ``bin_id`` coordinate (composed if the Dataset was
-    already sorted), and :func:`unsort` restores the original order of a Dataset or of
-    any result. The table is loaded into memory (n x k integers).
+    Every variable along ``bin`` is reordered and the neighbour table renumbered (it is
+    :func:`xtramgrad.isel` with the curve's order); the original positions are kept in the
+    ``bin_id`` coordinate (composed if the Dataset was already sorted), the ``bin``
+    coordinate is 0..n-1, and :func:`unsort` restores the original order of a Dataset or
+    of any result. The table is loaded into memory (n x k integers).
 
     Parameters
     ----------
@@ -129,14 +113,12 @@ def sort(ds: xr.Dataset, curve: str = "hilbert") -> xr.Dataset:
         raise TessellationError(f"curve={curve!r}; expected one of {CURVES}.")
     topo = topology(ds)
     centers = np.asarray(topo.center.values, dtype=np.float64)
-    n, d = centers.shape
+    d = centers.shape[1]
     bits = 64 // d if d > 1 else 63
     coords = _quantize(centers, bits)
     key = hilbert_key(coords, bits) if curve == "hilbert" else _interleave(coords, bits)
     order = np.argsort(key, kind="stable")
-    if BIN_ID not in ds.coords:
-        ds = ds.assign_coords({BIN_ID: (BIN, np.arange(n, dtype=np.int64))})
-    out = _reorder(ds, order)
+    out = isel(ds, bin=order)
     out[BIN_ID].attrs.update(
         {"long_name": "original bin position", "xtramgrad_curve": curve}
     )
@@ -147,7 +129,10 @@ def unsort(obj: xr.Dataset | xr.DataArray) -> Any:
     """Undo :func:`sort`: put bins back in the order of their ``bin_id`` coordinate.
 
     Works on the sorted Dataset (the neighbour table is renumbered back) and on any
-    result computed from it (a gradient DataArray or Dataset). ``bin_id`` is dropped.
+    result computed from it (a gradient DataArray or Dataset); the ``bin`` coordinate is
+    0..n-1 again. ``bin_id`` is dropped when it is then 0..n-1 (a sorted Dataset); after
+    a subset (:func:`xtramgrad.isel`) it is kept, in increasing order, since it still
+    names the positions in the original Dataset.
 
     Examples
     --------
@@ -162,11 +147,17 @@ def unsort(obj: xr.Dataset | xr.DataArray) -> Any:
             f"no {BIN_ID!r} coordinate to restore the bin order from; unsort applies to "
             "Datasets sorted with xtramgrad.sort (ds.tram.sort()) and their results."
         )
-    order = np.argsort(np.asarray(obj[BIN_ID].values), kind="stable")
+    ids = np.asarray(obj[BIN_ID].values)
+    order = np.argsort(ids, kind="stable")
     out: xr.Dataset | xr.DataArray
     if isinstance(obj, xr.Dataset) and NEIGHBOURS in obj.variables:
-        out = _reorder(obj, order)
+        out = isel(obj, bin=order)
     else:
         out = obj.isel({BIN: order})
-    return out.drop_vars(BIN_ID)
+        if BIN in out.coords:
+            out = out.drop_vars(BIN).assign_coords(bin_coordinate(len(order)))
+    ids = ids[order]
+    if len(ids) and ids[0] == 0 and ids[-1] == len(ids) - 1 and bool(np.all(np.diff(ids) == 1)):
+        out = out.drop_vars(BIN_ID)
+    return out
 
