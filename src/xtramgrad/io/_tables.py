@@ -383,6 +383,10 @@ def neighbour_entries(ds: Any) -> tuple[np.ndarray, np.ndarray, tuple[Any, ...]]
     >>> rows, cols, dims = neighbour_entries(ds)
     >>> rows.tolist(), dims
     ([[0, -1], [1, 1], [2, -1]], ('bin', 'nbr'))
+    >>> ragged = xr.Dataset({"neighbours": ("edge", [1, 0, 2, 1]),
+    ...                      "neighbour_count": ("bin", [1, 2, 1])})
+    >>> [a.tolist() for a in neighbour_entries(ragged)[:2]]
+    [[0, 1, 1, 2], [1, 0, 2, 1]]
     """
     nb = ds["neighbours"]
     table = np.asarray(nb.values, dtype=np.int64)
