@@ -266,26 +266,30 @@ def test_3d_grid_quadratic_field_gradn_exact_inside(backend):
 def test_1d_chain(backend):
     x = np.array([0.0, 0.5, 1.5, 1.75, 3.0, 4.5])
     ds = xtramgrad.voronoi(x[::-1], D=(x**2)[::-1])  # any bin order
-    for kw in ({}, {"eps": 0.0}, {"selection_angle": 0.5}, {"method": "gradn"}):
+    for kw in ({}, {"eps": 0.0}, {"selection_angle": 0.5}, {"method": "lsq2"}):
         g = ds.tram.grad("D", **kw)
         assert g.dims == ("bin", "space") and g.sizes["space"] == 1
         got = g.values[::-1, 0]
-        # the 3-point parabola is exact inside (grad1 and gradn: 3 points, 3 unknowns)
+        # the 3-point parabola is exact inside (grad1: 3 points, 3 unknowns; lsq2: a
+        # quadratic fit over the 2-ring)
         np.testing.assert_allclose(got[1:-1], 2 * x[1:-1], rtol=1e-12)
         if "method" in kw:
-            continue  # gradn's ends are rank-deficient, see the next test
+            np.testing.assert_allclose(got[[0, -1]], 2 * x[[0, -1]], rtol=1e-12, atol=1e-12)
+            continue
         # grad1's ends take the one-sided slope
         np.testing.assert_allclose(got[0], (x[1] ** 2 - x[0] ** 2) / (x[1] - x[0]))
         np.testing.assert_allclose(got[-1], (x[-1] ** 2 - x[-2] ** 2) / (x[-1] - x[-2]))
 
 
-def test_1d_chain_gradn_ends_are_minimum_norm():
-    """gradn on a chain end has 2 distinct points for 3 unknowns: rank-deficient, the
-    minimum-norm answer in centered scaled coordinates (documented), finite."""
+def test_1d_chain_gradn_falls_back_to_linear_least_squares(backend):
+    """gradn on a 1D chain has 3 points (or 2 at the ends) for 3 unknowns: never determined
+    with redundancy, so every bin takes the linear fallback, flagged; exact for a linear
+    field, ends included (TRamWAy's minimum-norm answer gave them half the slope)."""
     ds = xtramgrad.grid(6, D=np.arange(6.0) * 3.0)
-    g = ds.tram.grad("D", method="gradn").values[:, 0]
-    np.testing.assert_allclose(g[1:-1], 3.0, rtol=1e-12)
-    np.testing.assert_allclose(g[[0, -1]], 1.5, rtol=1e-12)
+    g, flags = ds.tram.grad("D", method="gradn", return_flags=True)
+    np.testing.assert_allclose(g.values[:, 0], 3.0, rtol=1e-12)
+    assert (flags.values == 1).all()
+    assert flags.attrs["flag_meanings"] == "method fallback undefined"
 
 
 # ----------------------------------------------------------------------------- offset
@@ -468,14 +472,19 @@ def err_ds():
         (("D",), {"eps": float("nan")}, r"eps=nan; expected a finite margin >= 0"),
         (("D",), {"eps": float("inf")}, r"eps=inf; expected a finite margin >= 0"),
         (("D",), {"selection": "sectors"}, r"selection='sectors'; expected one of"),
-        (("D",), {"selection": "cone", "eps": 0.1}, r"selection='cone' takes selection_angle"),
+        (("D",), {"selection": "cone", "eps": 0.1}, r"selection='cone' takes selection_angle="),
         (("D",), {"selection": "halfspace", "selection_angle": 0.9}, r"takes eps=, not"),
-        (("D",), {"selection": "quadrants", "eps": 0.0}, r"takes neither selection_angle"),
-        (("D",), {"method": "grad2"}, r"method='grad2'; expected one of \('grad1', 'gradn'\)"),
-        (("D",), {"method": "gradn", "eps": 0.0}, r"selection options apply to method='grad1'"),
-        (("D",), {"method": "gradn", "selection_angle": 0.9}, r"apply to method='grad1' only"),
+        (("D",), {"selection": "quadrants", "eps": 0.0}, r"takes no parameter, not eps="),
+        (("D",), {"method": "grad2"}, r"method='grad2'; expected one of \['grad1', 'gradn'"),
+        (("D",), {"method": "gradn", "eps": 0.0}, r"method='gradn' uses every measured"),
+        (("D",), {"method": "lsq", "selection_angle": 0.9}, r"Drop selection/selection_angle"),
+        (("D",), {"method": "lsq", "bandwidth": 1.0}, r"takes no option 'bandwidth'"),
+        (("D",), {"method": "lsq", "power": -1}, r"power=-1; expected a weight exponent"),
+        (("D",), {"method": "local", "bandwidth": 0}, r"bandwidth=0; expected a length > 0"),
+        (("D",), {"method": "local", "degree": 3}, r"degree=3; expected 1"),
         (("D",), {"selection": "labels"}, r"selection='labels' needs a 'neighbour_label'"),
-        (("D",), {"na": "zero"}, r"na='zero'; expected a float"),
+        (("D",), {"na": "zero"}, r"na='zero'; expected a real number"),
+        (("D",), {"na": True}, r"na=True; expected a real number"),
         (("Q",), {}, r"no variable 'Q' to differentiate; its measurements are \['D', 'S', 'B'\]"),
         (("W",), {}, r"variable 'W' has dims \('time',\) without 'bin'"),
         (("S",), {}, r"variable 'S' has a 'space' dim"),
@@ -487,9 +496,10 @@ def err_ds():
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_option_errors(err_ds, args, kw, match):
-    with pytest.raises(TessellationError, match=match):
+    # bad options are ValueErrors; schema problems are TessellationErrors (a ValueError)
+    with pytest.raises(ValueError, match=match):
         err_ds.tram.grad(*args, **kw)
-    with pytest.raises(TessellationError, match=match):
+    with pytest.raises(ValueError, match=match):
         xtramgrad.grad(err_ds, *args, **kw)
 
 
@@ -497,8 +507,17 @@ def test_error_messages_name_the_fix(err_ds):
     with pytest.raises(TessellationError) as info:
         err_ds.tram.grad("S")
     assert "ds['S'].sel(space='x')" in str(info.value)
-    with pytest.raises(TessellationError, match="pass only one of them"):
+    with pytest.raises(ValueError, match="pass only one of them"):
         err_ds.tram.grad("D", eps=0.0, selection_angle=0.5)
+
+
+@pytest.mark.parametrize("na", [0, 0.0, np.float32(0), np.float64(-1.5), np.int64(3)],
+                         ids=["int", "float", "float32", "float64", "int64"])
+def test_na_accepts_any_real_scalar(na):
+    ds = xtramgrad.grid(3, D=[0.0, 1.0, 4.0])
+    ds["E"] = ("bin", [np.nan, 1.0, 4.0])
+    g = ds.tram.grad("E", na=na)  # bin 1 has a measured neighbour on one side only
+    assert g.values[1, 0] == 3.0 and g.attrs["xtramgrad_na"] == float(na)
 
 
 def test_tessellation_error_is_value_error(err_ds):
@@ -509,14 +528,15 @@ def test_tessellation_error_is_value_error(err_ds):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"method": "gradm"}, r"grad_operator supports the built-in methods"),
-        ({"method": "gradn", "eps": 0.0}, r"selection options apply to method='grad1'"),
+        ({"method": "gradm"}, r"method='gradm'; expected one of"),
+        ({"method": "gradn", "eps": 0.0}, r"method='gradn' uses every measured"),
+        ({"method": "local"}, r"bandwidth='auto' is chosen from a field"),
         ({"eps": 0.0, "selection_angle": 0.9}, r"pass only one of them"),
         ({"selection": "labels"}, r"needs a 'neighbour_label'"),
     ],
 )
 def test_grad_operator_errors(err_ds, kw, match):
-    with pytest.raises(TessellationError, match=match):
+    with pytest.raises(ValueError, match=match):
         err_ds.tram.grad_operator(**kw)
 
 
@@ -675,7 +695,7 @@ def test_user_function_bad_shape_is_reported():
 
 def test_user_function_rejects_selection_options():
     ds = xtramgrad.grid((3, 3), D=np.arange(9.0))
-    with pytest.raises(TessellationError, match=re.escape("method='plane_fit'")):
+    with pytest.raises(ValueError, match="a user function receives every measured"):
         ds.tram.grad("D", method=plane_fit, eps=0.0)
 
 

@@ -10,11 +10,22 @@ np.float64(1.0)
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
 from . import samples
-from .chunked import plan, store_zarr
-from .core import DEFAULT_SELECTION_ANGLE, grad, grad_operator, pointwise, resolve_selection
+from .chunked import plan
+from .io.store import store_zarr
+from .core import (
+    DEFAULT_SELECTION_ANGLE,
+    grad,
+    grad_operator,
+    grad_std,
+    neighbour_offsets,
+    neighbour_values,
+    pointwise,
+    resolve_selection,
+)
 from .errors import TessellationError
 from .io import from_tramway, from_ugrid, to_tramway
-from .kernels import Selection
+from .kernels import Method, register_method, unregister_method
+from .selection import Selection
 from .plot import plot_gradient, plot_map, plot_selection
 from .samples import open_sample
 from .summary import summary
@@ -40,6 +51,12 @@ __all__ = [
     "from_ugrid",
     "grad",
     "grad_operator",
+    "grad_std",
+    "Method",
+    "neighbour_offsets",
+    "neighbour_values",
+    "register_method",
+    "unregister_method",
     "grid",
     "open_sample",
     "plan",

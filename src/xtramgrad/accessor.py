@@ -38,11 +38,32 @@ class TramAccessor:
         selection_angle: float | None = None,
         eps: float | None = None,
         na: float = np.nan,
-    ) -> xr.DataArray | xr.Dataset:
+        return_flags: bool = False,
+        **options: Any,
+    ) -> Any:
         """Spatial gradient of measurement(s); see :func:`xtramgrad.grad`."""
         return core.grad(
             self._ds, variables, method=method, selection=selection,
-            selection_angle=selection_angle, eps=eps, na=na,
+            selection_angle=selection_angle, eps=eps, na=na, return_flags=return_flags,
+            **options,
+        )
+
+    def grad_std(
+        self,
+        variables: Hashable | Sequence[Hashable],
+        *,
+        std: Any,
+        method: str = "grad1",
+        selection: str | None = None,
+        selection_angle: float | None = None,
+        eps: float | None = None,
+        na: float = np.nan,
+        **options: Any,
+    ) -> Any:
+        """Standard deviation of the gradient; see :func:`xtramgrad.grad_std`."""
+        return core.grad_std(
+            self._ds, variables, std=std, method=method, selection=selection,
+            selection_angle=selection_angle, eps=eps, na=na, **options,
         )
 
     def grad_operator(
@@ -53,12 +74,22 @@ class TramAccessor:
         selection: str | None = None,
         selection_angle: float | None = None,
         eps: float | None = None,
+        quantity: str = "gradient",
+        **options: Any,
     ) -> Any:
         """The gradient as a sparse matrix; see :func:`xtramgrad.grad_operator`."""
         return core.grad_operator(
             self._ds, variable, method=method, selection=selection,
-            selection_angle=selection_angle, eps=eps,
+            selection_angle=selection_angle, eps=eps, quantity=quantity, **options,
         )
+
+    def neighbour_values(self, variable: Hashable, *, rings: int = 1) -> xr.DataArray:
+        """Each bin's neighbours' values; see :func:`xtramgrad.neighbour_values`."""
+        return core.neighbour_values(self._ds, variable, rings=rings)
+
+    def neighbour_offsets(self, *, rings: int = 1) -> xr.DataArray:
+        """Each bin's neighbours' offsets; see :func:`xtramgrad.neighbour_offsets`."""
+        return core.neighbour_offsets(self._ds, rings=rings)
 
     def validate(self) -> xr.Dataset:
         """Check the tessellation thoroughly; see :func:`xtramgrad.validate`."""

@@ -1,113 +1,422 @@
-"""xarray and dask glue: the public gradient functions.
+"""The xarray glue: every public function that turns a Dataset into labelled results.
 
-Everything here normalises arguments, finds the tessellation (:mod:`xtramgrad.topology`)
-and hands plain arrays to the pure-numpy kernels (:mod:`xtramgrad.kernels`). dask is
-imported only on the chunked path (:mod:`xtramgrad.chunked`).
+Everything here normalises arguments, finds the tessellation (:mod:`xtramgrad.topology`),
+and runs the pure-numpy kernels (:mod:`xtramgrad.kernels`) through ``xr.apply_ufunc``:
+
+* **bin in one chunk** (numpy data, or dask data chunked only along other dims such as
+  time): the kernel runs with ``bin`` as a core dimension, reading the neighbour table
+  itself (``dask="parallelized"`` over the other dims' chunks);
+* **bin chunked**: a halo-gather step (:mod:`xtramgrad.chunked.gather`) produces each bin's
+  stencil values and centers as arrays chunked like ``bin``, and the kernel runs on them
+  with ``dask="parallelized"`` over the bin chunks. Per bin, both kernels do the same
+  arithmetic in the same order: chunked results equal eager ones.
+
+Results are labelled in one place (:func:`_label`): the field's dims and coordinates plus
+``space``, a name, ``long_name``, ``units`` and the method and its options in ``attrs``.
+dask is imported only on the chunked path.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Hashable, Sequence
+import numbers
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from . import kernels
-from .kernels import Selection
-from .topology import BIN, SPACE, TessellationError, Topology, topology
+from .errors import TessellationError
+from .kernels import METHODS, Method, Rings, resolve_options
+from .kernels.job import Gathered, Job
+from .selection import DEFAULT_SELECTION_ANGLE, Selection, resolve_selection
+from .topology import BIN, NBR, SPACE, Topology, topology
 
-__all__ = ["grad", "grad_operator", "resolve_selection", "pointwise", "DEFAULT_SELECTION_ANGLE"]
+__all__ = [
+    "grad",
+    "grad_std",
+    "grad_operator",
+    "neighbour_values",
+    "neighbour_offsets",
+    "pointwise",
+    "resolve_selection",
+    "DEFAULT_SELECTION_ANGLE",
+]
 
-#: TRamWAy's ``infer(...)`` default (``get_grad_kwargs``).
-DEFAULT_SELECTION_ANGLE = 0.9
-METHODS = ("grad1", "gradn")
+#: dim of gathered stencils wider than the table's own neighbours
+STENCIL = "stencil"
+_Q = "_xtramgrad_quantity"
+_SCHEMA = ("center", "neighbours", "neighbour_label", "neighbour_count", "volume", "face_area")
 
 
-def resolve_selection(
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Request:
+    """A resolved gradient request: the method (or a user function), its options, the
+    selection rule, and the value of undetermined components."""
+
+    method: Method | None
+    func: Callable[..., Any] | None
+    options: dict[str, Any]
+    selection: Selection | None
+    na: float
+
+    @property
+    def name(self) -> str:
+        if self.method is not None:
+            return self.method.name
+        return getattr(self.func, "__name__", type(self.func).__name__)
+
+    def spec(self, ndim: int) -> Any:
+        if self.method is None:
+            return Rings(1)
+        return self.method.stencil_for(ndim, self.options)
+
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"xtramgrad_method": self.name}
+        if self.selection is not None:
+            out["xtramgrad_selection"] = self.selection.describe()
+        if self.options:
+            out["xtramgrad_options"] = " ".join(f"{k}={v}" for k, v in self.options.items())
+        if not np.isnan(self.na):
+            out["xtramgrad_na"] = self.na
+        return out
+
+
+def _check_na(na: Any) -> float:
+    if isinstance(na, (bool, np.bool_)) or not isinstance(na, numbers.Real):
+        raise ValueError(f"na={na!r}; expected a real number (default NaN).")
+    return float(na)
+
+
+def resolve_request(
     ndim: int,
-    selection: str | None = None,
-    selection_angle: float | None = None,
-    eps: float | None = None,
-) -> Selection:
-    """Turn the user's selection keywords into one rule, refusing conflicts.
-
-    ================================  ===============================================
-    keywords                          rule
-    ================================  ===============================================
-    (none)                            angular sectors, ``selection_angle=0.9``
-    ``selection_angle=s``             angular sectors of half-angle ``s * pi / 2``;
-                                      ``s = 0.5`` in 2D means InferenceMAP quadrants
-                                      (as in TRamWAy)
-    ``eps=e``                         half-spaces with exclusion margin ``e >= 0``
-    ``selection="quadrants"``         InferenceMAP quadrants, any dimension
-    ``selection="cone"``              angular sectors (``selection_angle``, default 0.9)
-    ``selection="halfspace"``         half-spaces (``eps``, default 0)
-    ``selection="labels"``            sides read from ``neighbour_label``
-    ================================  ===============================================
-
-    Examples
-    --------
-    >>> resolve_selection(2)
-    Selection(kind='cone', value=0.9)
-    >>> resolve_selection(2, selection_angle=0.5)
-    Selection(kind='quadrants', value=None)
-    >>> resolve_selection(3, selection_angle=0.5)
-    Selection(kind='cone', value=0.5)
-    >>> resolve_selection(2, eps=0.01)
-    Selection(kind='halfspace', value=0.01)
-    >>> resolve_selection(2, selection_angle=0.9, eps=0.0)
-    Traceback (most recent call last):
-    ...
-    xtramgrad.errors.TessellationError: selection_angle=0.9 and eps=0.0 ...
-    """
-    if selection_angle is not None and eps is not None:
-        raise TessellationError(
-            f"selection_angle={selection_angle} and eps={eps} select neighbours in two "
-            "different ways (angular sectors vs half-spaces); pass only one of them."
-        )
-    if selection_angle is not None:
-        s = float(selection_angle)
-        if not (0.5 <= s < 1.0):
-            raise TessellationError(
-                f"selection_angle={selection_angle}; expected a value in [0.5, 1) (in units "
-                "of pi radians: 0.5 is a quarter turn, TRamWAy's default is 0.9)."
+    method: str | Callable[..., Any],
+    selection: str | None,
+    selection_angle: float | None,
+    eps: float | None,
+    na: Any,
+    options: Mapping[str, Any],
+    *,
+    linear: bool = False,
+) -> Request:
+    """Check every option before any data is read (see :func:`grad`)."""
+    na_f = _check_na(na)
+    sel_given = selection is not None or selection_angle is not None or eps is not None
+    if callable(method) and not isinstance(method, str):
+        if linear:
+            raise ValueError(
+                "a user gradient function need not be linear: operators and uncertainty "
+                f"need a registered linear method ({sorted(m for m in METHODS if METHODS[m].linear)})."
             )
-    if eps is not None:
-        e = float(eps)
-        if not (e >= 0.0 and math.isfinite(e)):
-            raise TessellationError(
-                f"eps={eps}; expected a finite margin >= 0 in space units (0 for plain "
-                "half-spaces, e.g. 1e-2 to exclude neighbours almost aligned with another "
-                "axis)."
+        if sel_given or options:
+            raise ValueError(
+                "selection options and method options apply to registered methods; a user "
+                "function receives every measured neighbour. Drop them."
             )
-    if selection is None:
-        if eps is not None:
-            return Selection("halfspace", float(eps))
-        s = DEFAULT_SELECTION_ANGLE if selection_angle is None else float(selection_angle)
-        if s == 0.5 and ndim == 2:
-            return Selection("quadrants")
-        return Selection("cone", s)
-    if selection not in kernels.SELECTION_KINDS:
+        return Request(None, method, {}, None, na_f)
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"method={method!r}; expected one of {sorted(METHODS)} or a callable (see "
+            "xtramgrad.pointwise for a per-bin function)."
+        )
+    m = METHODS[method]
+    if linear and not m.linear:
+        raise ValueError(f"method {method!r} is not linear: it has no operator.")
+    if not m.uses_selection and sel_given:
+        raise ValueError(
+            f"selection options apply to methods that select neighbours per axis (grad1); "
+            f"method={method!r} uses every measured stencil entry. Drop "
+            "selection/selection_angle/eps."
+        )
+    sel = resolve_selection(ndim, selection, selection_angle, eps) if m.uses_selection else None
+    return Request(m, None, resolve_options(m, options), sel, na_f)
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
+    if name not in ds.data_vars and name not in ds.coords:
         raise TessellationError(
-            f"selection={selection!r}; expected one of {kernels.SELECTION_KINDS}."
+            f"the Dataset has no variable {name!r} to differentiate; its measurements are "
+            f"{[v for v in ds.data_vars if BIN in ds[v].dims and v not in _SCHEMA]}."
         )
-    if selection == "cone":
-        if eps is not None:
-            raise TessellationError("selection='cone' takes selection_angle=, not eps=.")
-        return Selection(
-            "cone", DEFAULT_SELECTION_ANGLE if selection_angle is None else float(selection_angle)
-        )
-    if selection == "halfspace":
-        if selection_angle is not None:
-            raise TessellationError("selection='halfspace' takes eps=, not selection_angle=.")
-        return Selection("halfspace", 0.0 if eps is None else float(eps))
-    if selection_angle is not None or eps is not None:
+    if name in _SCHEMA[1:4]:
         raise TessellationError(
-            f"selection={selection!r} takes neither selection_angle nor eps; drop them."
+            f"variable {name!r} is part of the tessellation (a table of bin positions or "
+            "side labels), not a measurement; differentiate a measurement such as "
+            "ds['D'] = ('bin', values)."
         )
-    return Selection(selection)
+    da = ds[name]
+    if BIN not in da.dims:
+        raise TessellationError(
+            f"variable {name!r} has dims {tuple(da.dims)} without 'bin'; a measurement to "
+            "differentiate must be defined on the bins, e.g. ds['D'] = ('bin', values)."
+        )
+    if SPACE in da.dims:
+        raise TessellationError(
+            f"variable {name!r} has a 'space' dim {tuple(da.dims)}; gradients apply to "
+            f"scalar fields. Select a component first, e.g. ds[{name!r}].sel(space='x')."
+        )
+    if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
+        raise TessellationError(
+            f"variable {name!r} has dtype {da.dtype}; expected real numbers."
+        )
+    return da
+
+
+def check_finite(values: np.ndarray, name: Hashable, what: str = "variable") -> None:
+    """Refuse +-inf (NaN means missing): a clear error naming the variable and the count."""
+    bad = np.isinf(values)
+    if bad.any():
+        count = int(bad.sum())
+        first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        raise TessellationError(
+            f"{what} {name!r} holds {count} infinite value(s) (first at bin {first[-1]}); "
+            "a gradient needs finite values, NaN for missing ones. To treat them as missing: "
+            f"ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}]))."
+        )
+
+
+def _count(topo: Topology) -> xr.DataArray | None:
+    return getattr(topo, "count", None)
+
+
+def _is_dask(*arrays: xr.DataArray | None) -> bool:
+    return any(a is not None and a.chunks is not None for a in arrays)
+
+
+def _bin_chunks(*arrays: xr.DataArray | None) -> tuple[int, ...] | None:
+    """Chunks along bin if any of ``arrays`` is chunked along bin (several chunks)."""
+    for arr in arrays:
+        if arr is not None and arr.chunks is not None and BIN in arr.dims:
+            c = arr.chunks[arr.get_axis_num(BIN)]
+            if len(c) > 1:
+                return tuple(int(x) for x in c)
+    return None
+
+
+def _table_vars(topo: Topology, labels: bool) -> tuple[list[xr.DataArray], list[list[str]]]:
+    """The table (and labels) as apply_ufunc inputs with their core dims."""
+    ragged = getattr(topo, "layout", "padded") == "ragged"
+    if ragged:
+        args = [_count(topo), topo.neighbours]
+        dims = [[BIN], [topo.neighbours.dims[0]]]
+    else:
+        args = [topo.neighbours]
+        dims = [[BIN, NBR]]
+    if labels:
+        assert topo.labels is not None
+        args.append(topo.labels)
+        dims.append(list(topo.labels.dims))
+    return args, dims
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _table_kernel(
+    values: np.ndarray, centers: np.ndarray, *tables: np.ndarray, sigma: bool, ragged: bool,
+    labels: bool, req: Request, combine: np.ndarray, lazy: bool, var: Hashable,
+) -> tuple[np.ndarray, np.ndarray]:
+    """apply_ufunc kernel with ``bin`` as a core dim: values (..., n), centers (n, d),
+    then the table (padded (n, k), or count (n,) and edges (E,)), labels, sigma (..., n)."""
+    tables_l = list(tables)
+    sig = tables_l.pop() if sigma else None
+    lab = tables_l.pop() if labels else None
+    centers = np.asarray(centers, dtype=np.float64).reshape(centers.shape[-2:])
+    n, d = centers.shape
+    if ragged:
+        count, edges = (np.asarray(t) for t in tables_l)
+        count = count.reshape(-1)[-n:] if count.ndim > 1 else count
+        table = np.asarray(edges).reshape(-1) if edges.ndim > 1 else edges
+        indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    else:
+        table = np.asarray(tables_l[0])
+        table = table.reshape(table.shape[-2:])
+        indptr = np.zeros(0, dtype=np.int64)
+    if lazy:
+        _check_block(centers, table, indptr)
+    batch = values.shape[:-1]
+    flat = np.asarray(values, dtype=np.float64).reshape(-1, n)
+    check_finite(flat, var)
+    sig_flat = None
+    if sig is not None:
+        sig_flat = np.broadcast_to(np.asarray(sig, dtype=np.float64), values.shape).reshape(-1, n)
+        _check_sigma(sig_flat, flat)
+    if req.func is not None:
+        from .kernels.stencil import pad_rows
+
+        padded = table if indptr.size == 0 else pad_rows(indptr, table)
+        hood = kernels.gather_neighbourhoods(centers, flat, padded, np.arange(n))
+        out = kernels.call_user_function(
+            req.func, centers, flat, hood["neighbour_center"], hood["neighbour_value"]
+        )
+        flags = np.where(np.isnan(out).all(axis=-1), 2, 0).astype(np.int8)
+    else:
+        assert req.method is not None
+        job = Job(flat, sig_flat, centers, table, indptr, lab, None, req.spec(d), req.options,
+                  req.selection, req.na, combine)
+        out, flags = kernels.run(job, req.method)
+    return out.reshape(batch + out.shape[1:]), flags.reshape(batch + (n,))
+
+
+def _gathered_kernel(
+    values: np.ndarray, centers: np.ndarray, nbr_values: np.ndarray, nbr_center: np.ndarray,
+    ring: np.ndarray, *rest: np.ndarray, sigma: bool, labels: bool, req: Request,
+    combine: np.ndarray, var: Hashable,
+) -> tuple[np.ndarray, np.ndarray]:
+    """apply_ufunc kernel on gathered stencils: values (..., n), centers (n, d), nbr_values
+    (..., n, K), nbr_center (n, K, d), ring (n, K), then labels (n, K), sigma (..., n) and
+    nbr_sigma (..., n, K)."""
+    rest_l = list(rest)
+    lab = rest_l.pop(0) if labels else None
+    n, k, d = nbr_center.shape[-3:]
+    batch = np.broadcast_shapes(values.shape[:-1], nbr_values.shape[:-2])
+    flat = np.broadcast_to(values, batch + (n,)).reshape(-1, n)
+    check_finite(flat, var)
+    nv = np.broadcast_to(nbr_values, batch + (n, k)).reshape(-1, n, k)
+    centers = np.asarray(centers, dtype=np.float64).reshape(n, d)
+    nbr_center = np.asarray(nbr_center).reshape(n, k, d)
+    sig = nsig = None
+    if sigma:
+        sig = np.broadcast_to(rest_l[0], batch + (n,)).reshape(-1, n)
+        nsig = np.broadcast_to(rest_l[1], batch + (n, k)).reshape(-1, n, k)
+        _check_sigma(sig, flat)
+    if req.func is not None:
+        out = kernels.call_user_function(req.func, centers, flat, nbr_center, nv)
+        flags = np.where(np.isnan(out).all(axis=-1), 2, 0).astype(np.int8)
+    else:
+        assert req.method is not None
+        g = Gathered(nv, nsig, nbr_center, None if lab is None else lab.reshape(n, k),
+                     np.asarray(ring).reshape(n, k).astype(np.int8))
+        job = Job(flat, sig, centers, None, np.zeros(0, np.int64), None, g, req.spec(d),
+                  req.options, req.selection, req.na, combine)
+        out, flags = kernels.run(job, req.method)
+    return out.reshape(batch + out.shape[1:]), flags.reshape(batch + (n,))
+
+
+def _check_block(centers: np.ndarray, table: np.ndarray, indptr: np.ndarray) -> None:
+    """Value checks of a lazily loaded tessellation, inside the task."""
+    from .kernels.stencil import pad_rows
+    from .topology import check_values
+
+    padded = table if indptr.size == 0 else pad_rows(indptr, table)
+    check_values(centers, padded)
+
+
+def _check_sigma(sigma: np.ndarray, values: np.ndarray) -> None:
+    bad = ~np.isnan(values) & ~(np.isfinite(sigma) & (sigma >= 0))
+    if bad.any():
+        first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        raise TessellationError(
+            f"the standard deviations hold {int(bad.sum())} value(s) that are negative, "
+            f"infinite or missing where the measurement is present (first at bin "
+            f"{first[-1]}: {sigma[first]!r}); expected finite values >= 0 wherever the "
+            "field has a value."
+        )
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+def estimate(
+    field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
+    sigma: xr.DataArray | None = None,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """The method's estimates ``(..., bin, q)`` (dim ``_xtramgrad_quantity``) and flags
+    ``(..., bin)``, eager or chunked, through ``xr.apply_ufunc``."""
+    labels = req.selection is not None and req.selection.rule.needs_labels
+    chunks = _bin_chunks(field, topo.center, topo.neighbours, _count(topo), sigma)
+    qo = combine.shape[0]
+    if chunks is None:
+        tables, tdims = _table_vars(topo, labels)
+        args = [field, topo.center, *tables]
+        dims = [[BIN], [BIN, SPACE], *tdims]
+        if sigma is not None:
+            args.append(sigma)
+            dims.append([BIN])
+        lazy = _is_dask(topo.center, topo.neighbours)
+        kw = dict(sigma=sigma is not None, ragged=getattr(topo, "layout", "padded") == "ragged",
+                  labels=labels, req=req, combine=combine, lazy=lazy, var=field.name)
+        out, flags = xr.apply_ufunc(
+            _table_kernel, *args, kwargs=kw, input_core_dims=dims,
+            output_core_dims=[[BIN, _Q], [BIN]], dask="parallelized",
+            output_dtypes=[np.float64, np.int8],
+            dask_gufunc_kwargs={"output_sizes": {_Q: qo}},
+        )
+        return out, flags
+    return _estimate_chunked(field, topo, req, combine, sigma, chunks, labels)
+
+
+def _estimate_chunked(
+    field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
+    sigma: xr.DataArray | None, chunks: tuple[int, ...], labels: bool,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    from .chunked.gather import gather_plan, gather_values
+
+    d = topo.ndim
+    spec = req.spec(d)
+    plan = gather_plan(topo, spec, chunks, labels)
+    kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
+    field = field.chunk({BIN: chunks})
+    center = topo.center.chunk({BIN: chunks})
+    batch = [dim for dim in field.dims if dim != BIN]
+    fdata = field.transpose(*batch, BIN).data
+    nv = xr.DataArray(gather_values(plan, fdata), dims=(*batch, BIN, kdim))
+    nc = xr.DataArray(plan.center, dims=(BIN, kdim, SPACE))
+    ring = xr.DataArray(plan.ring, dims=(BIN, kdim))
+    args = [field, center, nv, nc, ring]
+    dims = [[], [SPACE], [kdim], [kdim, SPACE], [kdim]]
+    if labels:
+        args.append(xr.DataArray(plan.label, dims=(BIN, kdim)))
+        dims.append([kdim])
+    if sigma is not None:
+        sigma = sigma.chunk({BIN: chunks}) if BIN in sigma.dims else sigma
+        sb = [dim for dim in sigma.dims if dim != BIN]
+        ns = xr.DataArray(
+            gather_values(plan, sigma.transpose(*sb, BIN).data), dims=(*sb, BIN, kdim)
+        )
+        args += [sigma, ns]
+        dims += [[], [kdim]]
+    kw = dict(sigma=sigma is not None, labels=labels, req=req, combine=combine, var=field.name)
+    out, flags = xr.apply_ufunc(
+        _gathered_kernel, *args, kwargs=kw, input_core_dims=dims,
+        output_core_dims=[[_Q], []], dask="parallelized",
+        output_dtypes=[np.float64, np.int8],
+        dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}},
+    )
+    return out, flags
+
+
+def _label(
+    out: xr.DataArray, field: xr.DataArray, topo: Topology, req: Request, *,
+    name: str, long_name: str, unit_power: int, quantity_dim: str | None,
+) -> xr.DataArray:
+    """Name, dims, coordinates and attrs of a result (the one place where results are
+    labelled). ``quantity_dim`` is ``"space"`` (a gradient) or None (a scalar result)."""
+    if quantity_dim is None:
+        out = out.isel({_Q: 0}, drop=True)
+    else:
+        out = out.rename({_Q: quantity_dim})
+        space = topo.center.coords.get(SPACE)
+        out = out.assign_coords({SPACE: space if space is not None else topo.space})
+    wanted = (*field.dims, *(() if quantity_dim is None else (quantity_dim,)))
+    if out.dims != wanted:
+        out = out.transpose(*wanted)
+    label = field.attrs.get("long_name", field.name)
+    attrs: dict[str, Any] = {"long_name": long_name.format(label=label)}
+    fu, su = field.attrs.get("units"), topo.center.attrs.get("units")
+    if fu is not None and su is not None:
+        attrs["units"] = f"{fu} / {su}" if unit_power == 1 else f"{fu} / {su}^{unit_power}"
+    attrs.update(req.attrs())
+    out.attrs = attrs
+    out.name = name
+    return out
 
 
 def pointwise(func: Callable[..., Any]) -> Callable[..., np.ndarray]:
@@ -160,70 +469,22 @@ def pointwise(func: Callable[..., Any]) -> Callable[..., np.ndarray]:
     return vectorised
 
 
-def _method_name(method: str | Callable[..., Any]) -> str:
-    if callable(method):
-        return getattr(method, "__name__", type(method).__name__)
-    if method not in METHODS:
-        raise TessellationError(
-            f"method={method!r}; expected one of {METHODS} or a callable (see "
-            "xtramgrad.pointwise for a per-bin function)."
-        )
-    return method
+def _names(variables: Hashable | Sequence[Hashable]) -> tuple[list[Hashable], bool]:
+    many = not isinstance(variables, str) and isinstance(variables, Sequence)
+    return (list(variables) if many else [variables]), many
 
 
-def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
-    if name not in ds.data_vars and name not in ds.coords:
-        raise TessellationError(
-            f"the Dataset has no variable {name!r} to differentiate; its measurements are "
-            f"{[v for v in ds.data_vars if BIN in ds[v].dims and v not in _SCHEMA]}."
-        )
-    if name in ("neighbours", "neighbour_label"):
-        raise TessellationError(
-            f"variable {name!r} is part of the tessellation (a table of bin positions or "
-            "side labels), not a measurement; differentiate a measurement such as "
-            "ds['D'] = ('bin', values)."
-        )
-    da = ds[name]
-    if BIN not in da.dims:
-        raise TessellationError(
-            f"variable {name!r} has dims {tuple(da.dims)} without 'bin'; a measurement to "
-            "differentiate must be defined on the bins, e.g. ds['D'] = ('bin', values)."
-        )
-    if SPACE in da.dims:
-        raise TessellationError(
-            f"variable {name!r} has a 'space' dim {tuple(da.dims)}; gradients apply to "
-            f"scalar fields. Select a component first, e.g. ds[{name!r}].sel(space='x')."
-        )
-    if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
-        raise TessellationError(
-            f"variable {name!r} has dtype {da.dtype}; expected real numbers."
-        )
-    return da
+def _resolve_auto(
+    ds: xr.Dataset, field: xr.DataArray, topo: Topology, req: Request
+) -> Request:
+    """Resolve data-driven options (``bandwidth="auto"``) from the field itself."""
+    if req.method is None or req.options.get("bandwidth") != "auto":
+        return req
+    from .kernels.bandwidth import choose_bandwidth
 
-
-_SCHEMA = ("center", "neighbours", "neighbour_label", "volume")
-
-
-def _attrs(
-    field: xr.DataArray, topo: Topology, method: str, selection: Selection | None, na: float
-) -> dict[str, Any]:
-    label = field.attrs.get("long_name", field.name)
-    attrs: dict[str, Any] = {
-        "long_name": f"gradient of {label}",
-        "xtramgrad_method": method,
-    }
-    if selection is not None:
-        attrs["xtramgrad_selection"] = selection.describe()
-    if not np.isnan(na):
-        attrs["xtramgrad_na"] = na
-    fu, su = field.attrs.get("units"), topo.center.attrs.get("units")
-    if fu is not None and su is not None:
-        attrs["units"] = f"{fu} / {su}"
-    return attrs
-
-
-def _is_dask(*arrays: xr.DataArray | None) -> bool:
-    return any(a is not None and a.chunks is not None for a in arrays)
+    bw, info = choose_bandwidth(ds, field, topo, req)
+    options = dict(req.options, bandwidth=bw)
+    return Request(req.method, req.func, options, req.selection, req.na)
 
 
 def grad(
@@ -235,7 +496,9 @@ def grad(
     selection_angle: float | None = None,
     eps: float | None = None,
     na: float = np.nan,
-) -> xr.DataArray | xr.Dataset:
+    return_flags: bool = False,
+    **options: Any,
+) -> Any:
     """Spatial gradient of measurements defined on the bins of a tessellation.
 
     Parameters
@@ -244,25 +507,46 @@ def grad(
         A tessellation Dataset (see :mod:`xtramgrad.topology`).
     variables : str or list of str
         The measurement(s) to differentiate. A list returns a Dataset.
-    method : {"grad1", "gradn"} or callable
-        ``"grad1"`` (default): TRamWAy's per-axis 3-point regression with 2-point fallback.
-        ``"gradn"``: the multidimensional order-2 regression, with a correct derivative.
+    method : str or callable
+        A registered method (``xtramgrad.kernels.METHODS``; see "Which method?" in the docs):
+
+        * ``"grad1"`` (default): TRamWAy's per-axis 3-point regression with 2-point
+          fallback, on the neighbours a selection rule picks. Exact on grids and hexagons
+          only: on irregular meshes its error does not shrink with the bin size.
+        * ``"gradn"``: TRamWAy's order-2 regression with a correct derivative; where the
+          quadratic is not determined with redundancy, linear least squares (flagged).
+        * ``"lsq"`` (``power=2``, ``cutoff=3``): weighted linear least squares over the
+          1-ring: exact for linear fields, first order on irregular meshes.
+        * ``"lsq2"`` (``power=2``, ``cutoff=6``): weighted quadratic least squares over the
+          2-ring: exact for quadratic fields, second order on irregular meshes.
+        * ``"local"`` (``bandwidth="auto"`` or a length, ``degree=2``): a Gaussian-weighted
+          local polynomial fit, the bias-variance knob for noisy maps.
+
         A callable is a vectorised user gradient receiving keyword arrays ``center``
         (n, d), ``value`` (S, n), ``neighbour_center`` (n, k, d), ``neighbour_value``
         (S, n, k) and ``neighbour_mask`` (S, n, k) (False for padding and missing values),
         and returning (S, n, d); wrap a per-bin function with :func:`pointwise`.
-    selection : {"cone", "quadrants", "halfspace", "labels"}, optional
-        Neighbour selection rule for ``grad1`` (see :func:`resolve_selection`).
+    selection : str, optional
+        Neighbour-selection rule of ``grad1`` (see :func:`resolve_selection` and
+        ``xtramgrad.selection.RULES``).
     selection_angle : float, optional
         Angular sectors of top angle ``selection_angle * pi``, in [0.5, 1); default 0.9.
     eps : float, optional
         Half-spaces with exclusion margin ``eps`` (space units).
     na : float
-        Value of a component with no neighbour on either side (default NaN).
+        Value of a component the data do not determine (no neighbour on a side for grad1,
+        neighbours that do not span the space for least squares). Default NaN.
+    return_flags : bool
+        Also return, per bin, how its gradient was obtained: 0 by the method itself, 1 by
+        its documented fallback (gradn / lsq2: linear least squares; local degree 2:
+        degree 1), 2 not at all (missing value, no measured neighbour).
+    **options
+        The method's options (e.g. ``power=1`` for ``"lsq"``, ``bandwidth=0.2`` for
+        ``"local"``); unknown options are an error.
 
     Returns
     -------
-    xarray.DataArray or xarray.Dataset
+    xarray.DataArray or xarray.Dataset (and the flags, with ``return_flags=True``)
         The field's dims plus ``space``. Bins without a measurement, or without any measured
         neighbour, have NaN gradients.
 
@@ -276,77 +560,144 @@ def grad(
     ('bin', 'space')
     >>> [round(float(v), 6) for v in g.isel(bin=12)]
     [2.0, 0.4]
+    >>> [round(float(v), 6) for v in ds.tram.grad("D", method="lsq2").isel(bin=12)]
+    [2.0, 0.4]
     """
-    many = not isinstance(variables, str) and isinstance(variables, Sequence)
-    names: list[Hashable] = list(variables) if isinstance(variables, Sequence) and many else [
-        variables
-    ]
-    name = _method_name(method)
-    builtin = isinstance(method, str)
-    if not builtin or method == "gradn":
-        if selection is not None or selection_angle is not None or eps is not None:
-            raise TessellationError(
-                f"selection options apply to method='grad1' only; method={name!r} uses every "
-                "measured neighbour. Drop selection/selection_angle/eps."
-            )
-    if not (isinstance(na, (int, float)) and not isinstance(na, bool)):
-        raise TessellationError(f"na={na!r}; expected a float (default NaN).")
-    topo = topology(ds, labels=selection == "labels")
-    sel = resolve_selection(topo.ndim, selection, selection_angle, eps) if builtin else None
-    if sel is None:
-        sel = Selection("cone", DEFAULT_SELECTION_ANGLE)  # unused by gradn and callables
-    out = {}
+    names, many = _names(variables)
+    topo0 = _topology_ndim(ds)
+    req = resolve_request(topo0, method, selection, selection_angle, eps, na, options)
+    labels = req.selection is not None and req.selection.rule.needs_labels
+    topo = topology(ds, labels=labels)
+    out, flags_out = {}, {}
     for var in names:
         field = _field(ds, var)
-        if _is_dask(field, topo.center, topo.neighbours, topo.labels):
-            from .chunked import grad_chunked
-
-            result = grad_chunked(field, topo, sel, method, float(na))
-        else:
-            result = _grad_eager(field, topo, sel, method, float(na))
-        result.attrs = _attrs(field, topo, name, sel if method == "grad1" else None, na)
-        result.name = f"grad_{var}"
-        out[var] = result
+        if not _is_dask(field):
+            check_finite(np.asarray(field.values), var)
+        r = _resolve_auto(ds, field, topo, req)
+        d = topo.ndim
+        nq = d if r.method is None else r.method.n_quantities(d)
+        combine = np.eye(d, nq)
+        est, flags = estimate(field, topo, r, combine)
+        res = _label(est, field, topo, r, name=f"grad_{var}", long_name="gradient of {label}",
+                     unit_power=1, quantity_dim=SPACE)
+        out[var] = res
+        flags = flags.transpose(*field.dims)
+        flags.name = f"grad_{var}_flag"
+        flags.attrs = {
+            "long_name": f"how the gradient of {field.attrs.get('long_name', var)} was obtained",
+            "flag_values": np.array([0, 1, 2], dtype=np.int8),
+            "flag_meanings": "method fallback undefined",
+            **r.attrs(),
+        }
+        flags_out[var] = flags
     if many:
-        return xr.Dataset({f"grad_{v}": r for v, r in out.items()})
+        result: Any = xr.Dataset({f"grad_{v}": r for v, r in out.items()})
+        if return_flags:
+            return result, xr.Dataset({f"grad_{v}_flag": f for v, f in flags_out.items()})
+        return result
+    if return_flags:
+        return out[names[0]], flags_out[names[0]]
     return out[names[0]]
 
 
-def _grad_eager(
-    field: xr.DataArray,
-    topo: Topology,
-    sel: Selection,
-    method: str | Callable[..., Any],
-    na: float,
-) -> xr.DataArray:
-    batch = [d for d in field.dims if d != BIN]
-    values = field.transpose(*batch, BIN).values.astype(np.float64, copy=False)
-    g = kernels.local_gradient(
-        values,
-        topo.center.values,
-        topo.neighbours.values,
-        selection=sel,
-        method=method,
-        labels=None if topo.labels is None else topo.labels.values,
-        na=na,
-    )
-    return _wrap(g, field, topo, batch)
+def _topology_ndim(ds: xr.Dataset) -> int:
+    """The number of space dims, from the schema alone (so options are checked before any
+    value is read)."""
+    if not isinstance(ds, xr.Dataset):
+        from .topology.schema import _require_dataset
+
+        _require_dataset(ds)
+    if "center" in ds.variables and SPACE in ds["center"].dims:
+        return int(ds["center"].sizes[SPACE])
+    return topology(ds).ndim
 
 
-def _wrap(
-    g: Any, field: xr.DataArray, topo: Topology, batch: list[Hashable]
-) -> xr.DataArray:
-    """Label a (..., bin, space) gradient array like ``field`` plus ``space``."""
-    coords: dict[Hashable, Any] = {
-        k: v for k, v in field.coords.items() if SPACE not in v.dims
-    }
-    # reuse the center's space coordinate (and its index) when it has one
-    space = topo.center.coords.get(SPACE)
-    coords[SPACE] = space if space is not None else topo.space
-    dims = (*batch, BIN, SPACE)
-    res = xr.DataArray(g, dims=dims, coords=coords)
-    wanted = (*field.dims, SPACE)
-    return res if wanted == dims else res.transpose(*wanted)
+def grad_std(
+    ds: xr.Dataset,
+    variables: Hashable | Sequence[Hashable],
+    *,
+    std: Any,
+    method: str = "grad1",
+    selection: str | None = None,
+    selection_angle: float | None = None,
+    eps: float | None = None,
+    na: float = np.nan,
+    **options: Any,
+) -> Any:
+    """Standard deviation of the gradient, propagated from independent per-bin errors.
+
+    For a linear method, the gradient of bin ``i`` along axis ``j`` is
+    ``sum_k G[ij, k] y_k``; with independent errors of standard deviation ``sigma_k`` on the
+    ``y_k``, its standard deviation is ``sqrt(sum_k G[ij, k]^2 sigma_k^2)``. This computes
+    it for every bin and component, eager or chunked, labelled like :func:`grad`. The
+    missing-value pattern is the field's (missing values are dropped from the fits as in
+    :func:`grad`). With ``bandwidth="auto"`` the bandwidth is chosen from the field as in
+    :func:`grad` and then held fixed.
+
+    Parameters
+    ----------
+    ds, variables, method, selection, selection_angle, eps, na, **options
+        As in :func:`grad`.
+    std : str, DataArray or float
+        The per-bin standard deviations: the name of a variable of ``ds`` (e.g. ``"D_std"``),
+        a DataArray broadcastable to the field, or one number for every bin.
+
+    Examples
+    --------
+    Plain least squares on a 1D chain: the centered slope (y[i+1] - y[i-1]) / 2 inside, so
+    with sigma = 1 its standard deviation is sqrt(2) / 2.
+
+    >>> import numpy as np, xtramgrad
+    >>> ds = xtramgrad.grid(5, D=np.arange(5.0))
+    >>> s = ds.tram.grad_std("D", std=1.0, method="lsq", power=0)
+    >>> round(float(s.isel(bin=2, space=0)), 12)
+    0.707106781187
+    """
+    names, many = _names(variables)
+    req = resolve_request(_topology_ndim(ds), method, selection, selection_angle, eps, na,
+                          options, linear=True)
+    labels = req.selection is not None and req.selection.rule.needs_labels
+    topo = topology(ds, labels=labels)
+    out = {}
+    for var in names:
+        field = _field(ds, var)
+        sigma = _sigma(ds, std, field)
+        r = _resolve_auto(ds, field, topo, req)
+        d = topo.ndim
+        assert r.method is not None
+        combine = np.eye(d, r.method.n_quantities(d))
+        est, _ = estimate(field, topo, r, combine, sigma=sigma)
+        out[var] = _label(est, field, topo, r, name=f"grad_{var}_std",
+                          long_name="standard deviation of the gradient of {label}",
+                          unit_power=1, quantity_dim=SPACE)
+    if many:
+        return xr.Dataset({f"grad_{v}_std": r for v, r in out.items()})
+    return out[names[0]]
+
+
+def _sigma(ds: xr.Dataset, std: Any, field: xr.DataArray) -> xr.DataArray:
+    if isinstance(std, str):
+        if std not in ds.variables:
+            raise TessellationError(
+                f"std={std!r}: the Dataset has no such variable; pass the name of a variable "
+                "holding per-bin standard deviations, a DataArray, or a number."
+            )
+        sig = ds[std]
+    elif isinstance(std, xr.DataArray):
+        sig = std
+    elif isinstance(std, numbers.Real) and not isinstance(std, bool):
+        sig = xr.full_like(field, float(std), dtype=np.float64)
+    else:
+        raise ValueError(f"std={std!r}; expected a variable name, a DataArray or a number.")
+    extra = set(sig.dims) - set(field.dims)
+    if extra:
+        raise TessellationError(
+            f"the standard deviations have dims {tuple(sig.dims)}, not all of them dims of "
+            f"{field.name!r} {tuple(field.dims)} ({sorted(map(str, extra))} extra)."
+        )
+    if BIN not in sig.dims:
+        sig = sig.broadcast_like(field.isel({d: 0 for d in field.dims if d != BIN}, drop=True))
+    return sig.astype(np.float64)
 
 
 def grad_operator(
@@ -357,15 +708,17 @@ def grad_operator(
     selection: str | None = None,
     selection_angle: float | None = None,
     eps: float | None = None,
+    quantity: str = "gradient",
+    **options: Any,
 ) -> Any:
     """The gradient as a sparse linear map: ``(G @ y).reshape(n, d)`` is ``grad(y)``.
 
-    For a fixed tessellation, options and missing-value pattern, every built-in gradient is
-    linear in the measurements. This returns it as a ``scipy.sparse.csr_array`` of shape
+    For a fixed tessellation, options and missing-value pattern, every linear method is a
+    linear map of the measurements. This returns it as a ``scipy.sparse.csr_array`` of shape
     ``(n * d, n)``; row ``i * d + j`` gives component ``j`` (the ``space`` order) at bin
-    ``i``. A component that is undefined (no neighbour on either side, no measured neighbour,
-    or a missing measurement) holds a single NaN coefficient on its own bin's column, so
-    products give NaN there, as :func:`grad` does; drop those rows with
+    ``i``. A component that is undefined (no neighbour on either side, no measured
+    neighbour, or a missing measurement) holds a single NaN coefficient on its own bin's
+    column, so products give NaN there, as :func:`grad` does; drop those rows with
     ``np.isnan(G.sum(axis=1))`` when building a penalty.
 
     Parameters
@@ -374,8 +727,11 @@ def grad_operator(
     variable : str, optional
         A measurement whose missing values (NaN) define the pattern; it must have the same
         pattern in every slice. By default every bin counts as measured.
-    method, selection, selection_angle, eps
-        As in :func:`grad`.
+    method, selection, selection_angle, eps, **options
+        As in :func:`grad` (a registered linear method).
+    quantity : {"gradient", "hessian"}
+        ``"hessian"`` (methods that fit one, e.g. ``"lsq2"``): the Hessian's upper
+        triangle per bin, ``d (d + 1) / 2`` rows per bin (xx, xy, yy in 2D).
 
     Examples
     --------
@@ -389,36 +745,145 @@ def grad_operator(
     >>> bool(np.allclose(g, ds.tram.grad("D").values))
     True
     """
-    if method not in METHODS:
-        raise TessellationError(
-            f"method={method!r}; grad_operator supports the built-in methods {METHODS} (a "
-            "user function need not be linear)."
-        )
-    if method == "gradn" and (
-        selection is not None or selection_angle is not None or eps is not None
-    ):
-        raise TessellationError(
-            "selection options apply to method='grad1' only; drop them for 'gradn'."
-        )
-    topo = topology(ds, labels=selection == "labels")
-    sel = resolve_selection(topo.ndim, selection, selection_angle, eps)
-    n = topo.center.sizes[BIN]
-    valid = np.ones((n, 1), dtype=bool)
+    from .kernels.operators import operator
+
+    req = resolve_request(_topology_ndim(ds), method, selection, selection_angle, eps, np.nan,
+                          options, linear=True)
+    labels = req.selection is not None and req.selection.rule.needs_labels
+    topo = topology(ds, labels=labels)
+    valid = None
     if variable is not None:
         field = _field(ds, variable)
-        ok = ~np.isnan(field.transpose(..., BIN).values.reshape(-1, n))
+        n = topo.center.sizes[BIN]
+        ok = ~np.isnan(np.asarray(field.transpose(..., BIN).values).reshape(-1, n))
         if not (ok == ok[:1]).all():
             raise TessellationError(
                 f"variable {variable!r} has different missing-value patterns across its "
                 f"dims {tuple(d for d in field.dims if d != BIN)}; the operator depends on "
                 "the pattern. Select one slice, e.g. ds[var].isel(time=0)."
             )
-        valid = ok[:1].T.copy()
-    stencil = kernels.build_stencil(
-        np.asarray(topo.center.values),
-        np.asarray(topo.neighbours.values),
-        sel,
-        labels=None if topo.labels is None else np.asarray(topo.labels.values),
-    )
-    diag, w, _ = kernels.local_weights(stencil, method, valid)
-    return kernels.weights_to_csr(stencil, diag[:, :, 0], w[:, :, 0], n_source=n)
+        valid = ok[0]
+        if req.options.get("bandwidth") == "auto":
+            req = _resolve_auto(ds, field, topo, req)
+    if req.options.get("bandwidth") == "auto":
+        raise ValueError(
+            "bandwidth='auto' is chosen from a field: pass variable= (the field), or a "
+            "bandwidth in space units."
+        )
+    assert req.method is not None
+    return operator(topo_arrays(topo, labels), req, quantity, valid)
+
+
+def topo_arrays(topo: Topology, labels: bool) -> dict[str, Any]:
+    """The tessellation as in-memory numpy arrays (centers, CSR table, labels)."""
+    from .topology import table_csr
+
+    indptr, indices = table_csr(topo)
+    lab = None
+    if labels:
+        from .topology import edge_values
+
+        assert topo.labels is not None
+        lab = edge_values(topo, topo.labels)
+    return {
+        "centers": np.asarray(topo.center.values, dtype=np.float64),
+        "indptr": indptr,
+        "indices": indices,
+        "labels": lab,
+    }
+
+
+# --------------------------------------------------------------------------- gathers
+
+
+def neighbour_values(ds: xr.Dataset, variable: Hashable, *, rings: int = 1) -> xr.DataArray:
+    """The values of each bin's neighbours: a DataArray ``(..., bin, nbr)``, NaN at padding.
+
+    With ``rings=2`` (or more), the bins within that many steps of the table, in the
+    stencil order of :mod:`xtramgrad.kernels.stencil`, along a dim ``stencil``. Eager on
+    numpy data; chunked like ``bin`` on dask data, computed by the same halo gather as the
+    chunked gradients (linear in the number of chunks). With :func:`neighbour_offsets`, it
+    is what a kernel of your own needs: run it with ``xr.apply_ufunc(..., dask=
+    "parallelized")`` over the bin chunks.
+
+    Examples
+    --------
+    >>> import numpy as np, xtramgrad
+    >>> ds = xtramgrad.grid(4, D=[0.0, 1.0, 4.0, 9.0])
+    >>> ds.tram.neighbour_values("D").values.tolist()
+    [[1.0, nan], [0.0, 4.0], [1.0, 9.0], [4.0, nan]]
+    """
+    topo = topology(ds)
+    field = _field(ds, variable)
+    ids, kdim = _stencil_ids(topo, rings)
+    if isinstance(ids, np.ndarray):
+        batch = [dim for dim in field.dims if dim != BIN]
+        vals = np.asarray(field.transpose(*batch, BIN).values, dtype=np.float64)
+        out = np.where(ids >= 0, vals[..., np.where(ids >= 0, ids, 0)], np.nan)
+        res = xr.DataArray(out, dims=(*batch, BIN, kdim), coords=field.coords)
+    else:
+        from .chunked.gather import gather_values
+
+        plan, chunks = ids
+        field = field.chunk({BIN: chunks})
+        batch = [dim for dim in field.dims if dim != BIN]
+        data = gather_values(plan, field.transpose(*batch, BIN).data)
+        res = xr.DataArray(data, dims=(*batch, BIN, kdim), coords=field.coords)
+    res.name = f"{variable}_{kdim}"
+    res.attrs = {"long_name": f"{field.attrs.get('long_name', variable)} of the neighbours"}
+    if "units" in field.attrs:
+        res.attrs["units"] = field.attrs["units"]
+    return res
+
+
+def neighbour_offsets(ds: xr.Dataset, *, rings: int = 1) -> xr.DataArray:
+    """The offsets ``center[neighbour] - center[bin]`` of each bin's neighbours: a
+    DataArray ``(bin, nbr, space)``, NaN at padding (see :func:`neighbour_values`).
+
+    Examples
+    --------
+    >>> import xtramgrad
+    >>> ds = xtramgrad.grid(3, spacing=0.5)
+    >>> ds.tram.neighbour_offsets().values[1, :, 0].tolist()
+    [-0.5, 0.5]
+    """
+    topo = topology(ds)
+    ids, kdim = _stencil_ids(topo, rings)
+    center = topo.center.transpose(BIN, SPACE)
+    if isinstance(ids, np.ndarray):
+        c = np.asarray(center.values, dtype=np.float64)
+        nbr = np.where((ids >= 0)[..., None], c[np.where(ids >= 0, ids, 0)], np.nan)
+        data: Any = nbr - c[:, None, :]
+    else:
+        plan, chunks = ids
+        cdata = center.chunk({BIN: chunks}).data
+        data = plan.center - cdata[:, None, :]
+    coords = {k: v for k, v in center.coords.items()}
+    res = xr.DataArray(data, dims=(BIN, kdim, SPACE), coords=coords, name=f"{kdim}_offset")
+    res.attrs = {"long_name": "offset of the neighbour's center"}
+    if "units" in center.attrs:
+        res.attrs["units"] = center.attrs["units"]
+    return res
+
+
+def _stencil_ids(topo: Topology, rings: int) -> tuple[Any, str]:
+    if isinstance(rings, bool) or not isinstance(rings, (int, np.integer)) or rings < 1:
+        raise ValueError(f"rings={rings!r}; expected a number of rings >= 1.")
+    spec = Rings(int(rings))
+    kdim = NBR if rings == 1 else STENCIL
+    chunks = _bin_chunks(topo.center, topo.neighbours, _count(topo))
+    if chunks is None:
+        from .kernels.stencil import pad_rows, ring_stencil
+        from .topology import table_csr
+
+        indptr, indices = table_csr(topo)
+        n = len(indptr) - 1
+        if rings == 1 and getattr(topo, "layout", "padded") == "padded":
+            return np.asarray(topo.neighbours.transpose(BIN, NBR).values), kdim
+        sp, ids, _ = ring_stencil(indptr, indices, np.arange(n), spec)
+        return pad_rows(sp, ids), kdim
+    from .chunked.gather import gather_plan
+
+    return (gather_plan(topo, spec, chunks, False), chunks), kdim
+
+

@@ -1,0 +1,194 @@
+"""Bridges from a :class:`~xtramgrad.kernels.job.Job` to the compiled kernels of
+:mod:`xtramgrad.kernels._numba` (imported only when a compiled kernel runs).
+
+A method's ``compiled`` attribute is one of these callables: ``kernel(job)`` returns
+``(out (S, n, Qo), flags (S, n))``, or None when it cannot run this job (e.g. a selection
+rule without a compiled side test), in which case the numpy reference runs instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..selection import TIE_BAND, Selection
+from .job import Job
+from .stencil import Radius, Rings
+
+__all__ = ["generic", "grad1", "stencil_arrays", "table_arrays"]
+
+# Decisions for cone ties, keyed by selection angle: sorted u values and their side code
+# (-1 below, +1 above, 0 neither), made with numpy's arccos exactly as the numpy rule does.
+TIE_TABLES: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+_MAX_MISSES = 4096
+
+
+def table_arrays(job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """``(table, indptr)`` as the compiled kernels take them: a padded 2D table with an empty
+    ``indptr``, or CSR ``indices`` with their ``indptr``."""
+    table = np.ascontiguousarray(job.table)
+    if not np.issubdtype(table.dtype, np.integer):
+        table = table.astype(np.int64)
+    if table.dtype != np.int64:
+        table = table.astype(np.int64)
+    indptr = np.ascontiguousarray(job.indptr, dtype=np.int64)
+    return table, indptr
+
+
+def stencil_arrays(spec: Any) -> tuple[int, int, int, float]:
+    """``(rings, widen_to, min_points, radius)`` of a stencil spec for the compiled walk."""
+    if isinstance(spec, Radius):
+        return 1, 0, 0, float(spec.radius)
+    assert isinstance(spec, Rings)
+    return spec.rings, spec.widen_to, spec.min_points, 0.0
+
+
+def _outputs(job: Job, no: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s_count, n = job.values.shape
+    return (
+        np.empty((s_count, n, no), dtype=np.float64),
+        np.empty((s_count, n), dtype=np.int8),
+        np.empty((s_count, n), dtype=np.float64),
+    )
+
+
+class _Generic:
+    """A method whose compiled kernel is a per-bin function of ``_numba`` run by the
+    generic drivers."""
+
+    def __init__(self, name: str, params: Callable[[Mapping[str, Any]], tuple[float, ...]]):
+        self.name = name
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"compiled({self.name})"
+
+    def __call__(self, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+        from . import _numba
+
+        fn = getattr(_numba, self.name)
+        par = np.array(self.params(job.options), dtype=np.float64).reshape(-1)
+        if par.size == 0:
+            par = np.zeros(1)
+        comb = np.ascontiguousarray(job.combine, dtype=np.float64)
+        nq = comb.shape[1]
+        mode = _numba.MODE_VALUES if job.sigma is None else _numba.MODE_STD
+        values = np.ascontiguousarray(job.values, dtype=np.float64)
+        sigma = values if job.sigma is None else np.ascontiguousarray(job.sigma, np.float64)
+        out, flags, conds = _outputs(job, comb.shape[0])
+        na = float(job.na)
+        if job.gathered is not None:
+            g = job.gathered
+            nv = np.ascontiguousarray(g.values, dtype=np.float64)
+            ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
+            _numba.drive_gathered(
+                fn, values, sigma, np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
+                np.ascontiguousarray(g.center, dtype=np.float64),
+                np.ascontiguousarray(g.ring, dtype=np.int8), par, nq, comb, mode, na, out,
+                flags, conds,
+            )
+            return out, flags
+        table, indptr = table_arrays(job)
+        centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+        rings, widen, min_points, radius = stencil_arrays(job.spec)
+        sizes = np.empty(centers.shape[0], dtype=np.int64)
+        kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points, radius,
+                                    sizes)
+        _numba.drive_table(
+            fn, values, sigma, centers, table, indptr, rings, widen, min_points, radius,
+            max(int(kmax), 1), par, nq, comb, mode, na, out, flags, conds,
+        )
+        return out, flags
+
+
+def generic(name: str, params: Callable[[Mapping[str, Any]], tuple[float, ...]]) -> _Generic:
+    """The compiled kernel of a method whose per-bin map is ``_numba.<name>``; ``params``
+    turns the method's options into the function's parameter vector."""
+    return _Generic(name, params)
+
+
+def _tie_codes(u: np.ndarray, angle: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        a = 1.0 - 2.0 * np.arccos(u) / math.pi
+    return np.where(1.0 - angle < a, 1, np.where(a < angle - 1.0, -1, 0)).astype(np.int8)
+
+
+def _selection_params(sel: Selection) -> tuple[float, float]:
+    """``(param, threshold)`` of a rule for the compiled side tests."""
+    if sel.kind == "cone":
+        angle = float(sel.value)  # type: ignore[arg-type]
+        return angle, math.cos(angle * math.pi / 2.0)
+    return (0.0 if sel.value is None else float(sel.value)), 0.0
+
+
+def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+    """grad1's compiled kernels (table, gathered, fused single-slice cone)."""
+    sel = job.selection
+    assert sel is not None
+    rule = sel.rule
+    if rule.compiled is None:
+        return None
+    from . import _numba
+
+    if job.sigma is not None or not np.array_equal(job.combine, np.eye(job.combine.shape[0])):
+        return None  # uncertainty and combinations run on the numpy reference
+    sides = getattr(_numba, rule.compiled)
+    param, thr = _selection_params(sel)
+    d = job.centers.shape[1]
+    values = np.ascontiguousarray(job.values, dtype=np.float64)
+    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    out, flags, _ = _outputs(job, d)
+    na = float(job.na)
+    tag = np.empty((0,) * d)
+    gathered = job.gathered
+    if gathered is None:
+        table, indptr = table_arrays(job)
+        if rule.needs_labels:
+            labels = np.ascontiguousarray(job.labels, dtype=np.int64)
+        else:
+            labels = np.zeros((0,) * table.ndim, dtype=np.int64)
+    else:
+        nv = np.ascontiguousarray(gathered.values, dtype=np.float64)
+        nc = np.ascontiguousarray(gathered.center, dtype=np.float64)
+        nl = (
+            np.ascontiguousarray(gathered.label, dtype=np.int64) if rule.needs_labels
+            else np.zeros((0, 0), dtype=np.int64)
+        )
+    tie_u, tie_code = TIE_TABLES.get(param, (np.empty(0), np.empty(0, dtype=np.int8)))
+
+    def run(dest: np.ndarray, dflags: np.ndarray) -> int:
+        redo = np.zeros(dest.shape[1], dtype=np.bool_)
+        miss = np.empty(_MAX_MISSES, dtype=np.float64)
+        nmiss = np.zeros(1, dtype=np.int64)
+        if gathered is not None:
+            _numba.grad1_gathered(
+                sides, values, centers, nv, nc, nl, thr, TIE_BAND, tie_u, tie_code, param, na,
+                dest, dflags, redo, miss, nmiss, tag,
+            )
+        elif rule.name == "cone" and values.shape[0] == 1:
+            _numba.grad1_cone_single(
+                values, centers, table, indptr, thr, TIE_BAND, tie_u, tie_code, na, dest,
+                dflags, redo, miss, nmiss, tag,
+            )
+        else:
+            _numba.grad1_table(
+                sides, values, centers, table, indptr, labels, thr, TIE_BAND, tie_u, tie_code,
+                param, na, dest, dflags, redo, miss, nmiss, tag,
+            )
+        missed[: min(int(nmiss[0]), _MAX_MISSES)] = miss[: int(nmiss[0])]
+        return int(nmiss[0])
+
+    missed = np.empty(_MAX_MISSES, dtype=np.float64)
+    nmiss = run(out, flags)
+    if nmiss:
+        if nmiss > _MAX_MISSES:
+            return None  # too many distinct tie values to tabulate: the reference decides
+        new_u = np.union1d(tie_u, missed[:nmiss])
+        tie_u, tie_code = new_u, _tie_codes(new_u, param)
+        TIE_TABLES[param] = (tie_u, tie_code)
+        if run(out, flags):  # cannot happen: every tie of these bins is in the table now
+            raise RuntimeError("cone tie table incomplete after refresh")
+    return out, flags
