@@ -129,7 +129,8 @@ def _csr_from_padded(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 def _repeats(indptr: np.ndarray, indices: np.ndarray, n: int) -> np.ndarray:
     """Mask of the entries that repeat an earlier entry of the same row."""
     owner = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-    key = owner * (n + 1) + np.clip(indices, -1, n)
+    inside = (indices >= 0) & (indices < n)  # others are refused later, as out of range
+    key = np.where(inside, owner * n + np.where(inside, indices, 0), -1 - np.arange(len(owner)))
     if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
         return np.zeros(len(key), dtype=bool)
     order = np.argsort(key, kind="stable")
@@ -475,12 +476,16 @@ def voronoi(
         ) from err
     unused = np.setdiff1d(np.arange(n), np.unique(tri.simplices))
     if len(unused):
+        from scipy.spatial import cKDTree
+
         i = int(unused[0])
+        dist, near = cKDTree(pts).query(pts[i], k=2)
+        j = int(near[1] if near[0] == i else near[0])
         raise TessellationError(
             f"point {i} at ({', '.join(f'{x:g}' for x in pts[i])}) is not a vertex of the "
-            f"Delaunay triangulation ({len(unused)} such point(s)): it is too close to "
-            "another point for qhull to separate, and would get no neighbours. Merge "
-            "nearly coincident points first."
+            f"Delaunay triangulation ({len(unused)} such point(s)): it is {float(max(dist)):.3g} "
+            f"from point {j}, too close for qhull to separate, and would get no neighbours. "
+            "Merge nearly coincident points first."
         )
     indptr, indices = tri.vertex_neighbor_vertices
     tables = table_variables(indptr.astype(np.int64), indices.astype(np.int64), {}, layout)

@@ -389,8 +389,8 @@ def topology(ds: xr.Dataset, labels: bool = False) -> Topology:
             "the Dataset has 0 bins (dimension 'bin' has size 0); a tessellation needs at "
             "least one bin. Check the selection or the input that produced it."
         )
+    check_bin_coordinate(ds, n)  # first: moved rows also spoil dtypes (ds.where(drop=True))
     table = _integer_table(table, NEIGHBOURS, layout)
-    check_bin_coordinate(ds, n)
     label = None
     if labels:
         if LABEL not in ds.variables:
@@ -630,21 +630,48 @@ def _ragged_problem(
     if own.any():
         e = int(np.argmax(own))
         keep(PROBLEM_SELF, int(owner[e]), int(rows[owner[e]]))
-    key = owner.astype(np.int64) * (int(n_bins) + 1) + np.clip(edges, -1, n_bins)
+    inside = (edges >= 0) & (edges < n_bins)
+    key = owner.astype(np.int64) * int(n_bins) + np.where(inside, edges, 0)
+    key = key if first is None else key[inside]  # out-of-range entries are not repeats
     if not bool(np.all(key[1:] > key[:-1])):  # rows not strictly increasing: sort to check
         srt = np.sort(key)
         rep = np.flatnonzero(srt[1:] == srt[:-1])
         if len(rep):
-            k = int(srt[rep[0]])
-            row = k // (int(n_bins) + 1)
-            # the first row with a repeat: the smallest repeated key belongs to it
-            keep(PROBLEM_DUPLICATE, row, k - row * (int(n_bins) + 1))
+            # the smallest repeated key belongs to the first row with a repeat
+            row = int(srt[rep[0]]) // int(n_bins)
+            values = edges[local[row] : local[row + 1]]
+            keep(PROBLEM_DUPLICATE, row, _first_repeat(values[(values >= 0) & (values < n_bins)]))
     return first
+
+
+def _looks_one_based(table: np.ndarray | None, n: int) -> bool:
+    """A whole table that never holds 0 and whose largest entry is n."""
+    if table is None:
+        return False
+    present = table[table >= 0]
+    return bool(present.size and present.min() >= 1 and present.max() == n)
 
 
 def _problem_message(
     kind: int, row: int, value: int, n: int, ragged: bool, table: np.ndarray | None
 ) -> str:
+    """The message of a :func:`row_problem`; ``table`` is the whole table when known."""
+    if _looks_one_based(table, n) and kind in (PROBLEM_RANGE, PROBLEM_SELF):
+        fix = (
+            "ds['neighbours'] = ds.neighbours - 1" if ragged else
+            "ds['neighbours'] = (ds.neighbours - 1).where(ds.neighbours != <padding>, -1), "
+            "or build with xtramgrad.from_neighbours(centers, table, start_index=1, "
+            "fill_value=<padding>)"
+        )
+        what = (
+            f"holds position {value} at bin {row}, outside [0, {n - 1}]" if kind == PROBLEM_RANGE
+            else f"lists bin {row} as its own neighbour"
+        )
+        return (
+            f"variable 'neighbours' {what}, and the table looks one-based (it never holds 0 "
+            f"and its largest entry is {n}, the number of bins); positions are zero-based. "
+            f"Convert it: {fix}."
+        )
     if kind == PROBLEM_SELF:
         return (
             f"variable 'neighbours' lists bin {row} as its own neighbour; a bin cannot "
@@ -676,19 +703,14 @@ def _problem_message(
             f"ds.neighbours.where(ds.neighbours != {value}, -1) (or build with "
             f"xtramgrad.from_neighbours(centers, table, fill_value={value}))."
         )
-    hint = ""
-    if table is not None:
-        present = table[table >= 0]
-        if present.size and present.min() >= 1 and present.max() == n:
-            hint = " (this table looks one-based: it never holds 0 and its largest entry is n)"
     return (
-        f"{where}, outside [0, {n - 1}] (the 'bin' dimension has {n} bins){hint}; expected "
-        "zero-based positions padded with -1. If the table is one-based (UGRID "
-        "start_index=1), build with xtramgrad.from_neighbours(centers, table, "
-        f"start_index=1, fill_value=<its padding>); if {value} is its padding value, map it "
-        f"to -1: ds['neighbours'] = ds.neighbours.where(ds.neighbours != {value}, -1); if "
-        "bins were removed (ds.isel, ds.sel) from a Dataset without a 'bin' coordinate, "
-        "select with xtramgrad.isel(ds, bin=...) instead."
+        f"{where}, outside [0, {n - 1}] (the 'bin' dimension has {n} bins); expected "
+        f"zero-based positions padded with -1. If {value} is the table's padding value, map "
+        f"it to -1: ds['neighbours'] = ds.neighbours.where(ds.neighbours != {value}, -1); "
+        "if the table is one-based (UGRID start_index=1), convert it: ds['neighbours'] = "
+        "(ds.neighbours - 1).where(ds.neighbours != <padding>, -1); if bins were removed "
+        "(ds.isel, ds.sel) from a Dataset without a 'bin' coordinate, select with "
+        "xtramgrad.isel(ds, bin=...) instead."
     )
 
 
@@ -757,7 +779,7 @@ def check_values(
     problem = row_problem(neighbours, rows, n, indptr=indptr)
     if problem is not None:
         kind, row, value = problem
-        whole = neighbours if count is None and len(neighbours) == n else None
+        whole = neighbours if m == n else None
         raise TessellationError(
             _problem_message(kind, int(rows[row]), value, n, count is not None, whole)
         )
