@@ -269,6 +269,26 @@ def test_lost_scheduler_mid_run(source, previous, capsys, monkeypatch):
     assert leftovers(previous) == []
 
 
+def test_full_disk_mid_run(source, previous, capsys, monkeypatch):
+    write = store._write_block
+    calls = []
+
+    def full(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return write(*args)
+
+    monkeypatch.setattr(store, "_write_block", full)
+    before = tree(previous)
+    code, err = run(
+        ["grad", str(source), "-v", "D", "-o", str(previous), "--overwrite", "--quiet"], capsys
+    )
+    assert code == 1
+    one_error_line(err, "No space left on device", f"nothing was written to {previous}")
+    assert tree(previous) == before and leftovers(previous) == []
+
+
 # --------------------------------------------------------------------------- defect 5
 
 
@@ -521,8 +541,8 @@ def test_sigkill_at_random_moments(big_store, tmp_path):
     killed_while_writing = 0
     previous: dict[str, str] | None = None
     seen_leftovers: list[str] = []
-    for attempt in range(7):
-        if attempt == 3:  # from now on there is a previous complete result to protect
+    for attempt in range(6):
+        if attempt == 2:  # from now on there is a previous complete result to protect
             proc = spawn(args)
             err = proc.communicate(timeout=120)[1]
             assert proc.returncode == 0, err
@@ -533,7 +553,7 @@ def test_sigkill_at_random_moments(big_store, tmp_path):
             time.sleep(rng.uniform(0.2, 3.0))
         else:  # while chunks are being written
             wait_for_partial(out, proc)
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 1.2))
         proc.kill()
         err = proc.communicate(timeout=60)[1]
         if proc.returncode == 0:  # finished before the kill: a complete, exact result

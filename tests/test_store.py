@@ -149,6 +149,15 @@ def test_non_zarr_directory_is_never_replaced(result, tmp_path):
     assert siblings(out) == []
 
 
+def test_an_empty_directory_may_be_replaced(result, tmp_path):
+    out = tmp_path / "out.zarr"
+    out.mkdir()
+    with pytest.raises(OutputPathError, match="exists; pass overwrite=True"):
+        store_zarr(result, out)
+    store_zarr(result, out, overwrite=True)
+    np.testing.assert_allclose(xr.open_zarr(out).grad_D.values, result.grad_D.values)
+
+
 def test_zarr_v2_store_is_recognised_and_replaced(result, tmp_path):
     out = tmp_path / "v2.zarr"
     with warnings.catch_warnings():

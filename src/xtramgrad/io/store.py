@@ -277,7 +277,7 @@ def check_output(
             )
         if not overwrite:
             raise OutputPathError(f"output {shown} exists; pass {option} to replace it.")
-        if zarr_format(target) is None:
+        if zarr_format(target) is None and any(os.scandir(target)):  # empty: nothing to lose
             raise OutputPathError(
                 f"output {shown} is a directory that is not a zarr store (no zarr.json, "
                 ".zgroup nor .zarray in it); refusing to replace it, since it may hold other "
