@@ -406,3 +406,73 @@ def test_zarr_round_trip(tmp_path):
 def test_chain_quadratic_is_exact_inside():
     g = chain(5).tram.grad("D")
     assert g.sel(space="x").values.tolist() == [1.0, 2.0, 4.0, 6.0, 7.0]
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def test_voronoi_geometry_of_grid_points_is_the_grid():
+    from xtramgrad.topology.geometry import grid_bounds
+
+    shape, spacing, origin = (5, 4), (0.5, 2.0), (1.0, -3.0)
+    g = xtramgrad.grid(shape, spacing=spacing, origin=origin)
+    v = xtramgrad.voronoi(g.center.values, bounds=grid_bounds(shape, spacing, origin))
+    np.testing.assert_allclose(v.volume.values, 1.0, rtol=1e-12)  # 0.5 x 2.0 cells
+    c = v.center.values
+    for i, row in enumerate(v.neighbours.values):
+        for r, j in enumerate(row):
+            if j < 0:
+                assert np.isnan(v.face_area.values[i, r])
+                continue
+            step = np.rint((c[j] - c[i]) / spacing).astype(int)
+            if np.abs(step).sum() == 1:  # a face neighbour: the other side's length
+                want = spacing[1] if step[0] else spacing[0]
+                assert v.face_area.values[i, r] == pytest.approx(want, rel=1e-12)
+            else:  # a Delaunay diagonal: the cells meet at a corner
+                assert abs(v.face_area.values[i, r]) < 1e-12
+
+
+def test_voronoi_geometry_is_symmetric_and_fills_the_box():
+    pts = np.random.default_rng(7).random((60, 3))
+    ds = xtramgrad.voronoi(pts, bounds=[(0, 1)] * 3, units="um")
+    assert ds.face_area.dims == ds.neighbours.dims
+    assert ds.volume.sum().item() == pytest.approx(1.0, rel=1e-12)
+    area = {(i, j): a for i, row in enumerate(ds.neighbours.values)
+            for j, a in zip(row, ds.face_area.values[i], strict=True) if j >= 0}
+    assert all(area[(j, i)] == pytest.approx(a, rel=1e-12, abs=1e-15) for (i, j), a in area.items())
+    assert ds.face_area.attrs["units"] == "um^2" and ds.volume.attrs["units"] == "um^3"
+
+
+def test_voronoi_geometry_options():
+    pts = np.random.default_rng(8).random((30, 2))
+    assert "face_area" not in xtramgrad.voronoi(pts, geometry=False)
+    assert "volume" not in xtramgrad.voronoi(pts, geometry=False)
+    ragged = xtramgrad.voronoi(pts, layout="ragged", bounds=[(0, 1), (0, 1)])
+    assert "face_area" not in ragged  # face areas are aligned with a padded table
+    assert ragged.volume.sum().item() == pytest.approx(1.0, rel=1e-12)
+    line = xtramgrad.voronoi([0.0, 3.0, 1.0], bounds=[(0.0, 4.0)], units="um")
+    assert line.volume.values.tolist() == [0.5, 2.0, 1.5]
+    assert line.volume.attrs["units"] == "um" and line.face_area.attrs["units"] == "1"
+
+
+@pytest.mark.parametrize("chunks", [None, 5], ids=["eager", "lazy"])
+def test_grid_geometry(chunks):
+    ds = xtramgrad.grid((3, 4, 2), spacing=(0.5, 2.0, 3.0), units="um", chunks=chunks)
+    assert (ds.face_area.chunks is None) == (chunks is None)
+    ds = ds.compute()
+    assert ds.volume.values.tolist() == [3.0] * 24 and ds.volume.attrs["units"] == "um^3"
+    assert ds.face_area.attrs["units"] == "um^2"
+    c = ds.center.values
+    spacing = np.array([0.5, 2.0, 3.0])
+    for i, row in enumerate(ds.neighbours.values):
+        for r, j in enumerate(row):
+            a = ds.face_area.values[i, r]
+            if j < 0:
+                assert np.isnan(a)
+                continue
+            moved = np.rint(np.abs(c[j] - c[i]) / spacing) != 0
+            assert a == (np.prod(spacing[~moved]) if moved.sum() == 1 else 0.0)
+    assert "face_area" not in xtramgrad.grid((3, 3), geometry=False)
+    ragged = xtramgrad.grid((3, 3), layout="ragged")
+    assert ragged.face_area.dims == ("edge",)
+    assert (ragged.face_area.values > 0).sum() == 24  # 12 faces, listed from both sides

@@ -420,9 +420,10 @@ def test_duplicates_on_dask_tables_are_found_chunk_by_chunk(layout):
     if layout == "padded":
         width = max(map(len, rows))
         table = np.array([r + [-1] * (width - len(r)) for r in rows])
-        bad = ds.drop_vars("neighbours").assign(neighbours=(("bin", "nbr"), table))
+        bad = ds.drop_vars(["neighbours", "face_area"]).assign(
+            neighbours=(("bin", "nbr"), table))
     else:
-        bad = ds.drop_vars(["neighbours", "neighbour_count"]).assign(
+        bad = ds.drop_vars(["neighbours", "neighbour_count", "face_area"]).assign(
             neighbours=("edge", np.concatenate(rows)),
             neighbour_count=("bin", [len(r) for r in rows], {"sample_dimension": "edge"}),
         )

@@ -226,6 +226,7 @@ def summary(ds: xr.Dataset, compute: bool = False) -> Summary:
       space               2D ['x', 'y']
       neighbours per bin  min 3, mean 4.44, max 8 (table width 8)
       extent              x: [0, 2], y: [0, 2]
+      optional variables  face_area, volume
       storage             in memory (numpy)
       tessellation        grid
       measurements:

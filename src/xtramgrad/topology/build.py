@@ -25,6 +25,7 @@ from .schema import (
     NEIGHBOURS,
     PROBLEM_RANGE,
     SPACE,
+    VOLUME,
     _problem_message,
     topology,
 )
@@ -167,6 +168,14 @@ def _dedupe(
     new_ptr = np.zeros(len(indptr), dtype=np.int64)
     np.cumsum(np.bincount(owner, minlength=len(indptr) - 1), out=new_ptr[1:])
     return new_ptr, indices[keep], {k: v[keep] for k, v in edge.items()}
+
+
+def _geometry_attrs(units: str | None, d: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """attrs of ``face_area`` and ``volume`` in d dimensions."""
+    face = {"long_name": "measure of the face shared with the neighbour (length in 2D, "
+                         "area in 3D, 1 in 1D)", **_units_attrs(units, d - 1)}
+    vol = {"long_name": "cell volume (length in 1D, area in 2D)", **_units_attrs(units, d)}
+    return face, vol
 
 
 # --------------------------------------------------------------------------- from_adjacency
@@ -414,36 +423,50 @@ def _check_coincident(pts: np.ndarray) -> None:
 def voronoi(
     points: Any,
     *,
+    bounds: Sequence[tuple[float, float]] | None = None,
     space: Sequence[Hashable] | None = None,
     units: str | None = None,
     layout: str = "auto",
+    geometry: bool = True,
     **measurements: Any,
 ) -> xr.Dataset:
-    """Voronoi tessellation around the given centers (Delaunay adjacency).
+    """Voronoi tessellation around the given centers (Delaunay adjacency), with its cells'
+    exact geometry.
 
     Two bins are neighbours when their Voronoi cells share a face, i.e. when their centers
     share a Delaunay edge (as in TRamWAy's kmeans, gwr and hexagon tessellations). In 1D the
     neighbours are the previous and next points in coordinate order. Points must be
-    distinct.
+    distinct. The cells, clipped to ``bounds``, give ``volume(bin)`` and ``face_area`` (the
+    measure of the face shared with each neighbour; 0 for Delaunay neighbours whose cells
+    meet only outside the box or at a point) from
+    :func:`xtramgrad.topology.geometry.voronoi_geometry`.
 
     Parameters
     ----------
     points : array-like (n, d)
+    bounds : sequence of d ``(lo, hi)`` pairs, optional
+        The box the cells are clipped to (default: the points' bounding box).
     space : sequence of str, optional
     units : str, optional
-        Space units (``center.attrs["units"]``).
+        Space units (``center.attrs["units"]``; ``face_area`` and ``volume`` get its powers).
     layout : {"auto", "padded", "ragged"}
         Neighbour table layout (``"auto"``: ragged only for very uneven degrees, e.g. a
         point adjacent to all others).
+    geometry : bool
+        Compute ``face_area`` and ``volume`` (default; about twice the cost of the
+        triangulation). With a ragged table only ``volume`` is computed (the face areas
+        need a padded table).
     **measurements
         Variables to add.
 
     Examples
     --------
     >>> import numpy as np
-    >>> ds = voronoi(np.random.default_rng(0).random((50, 2)))
+    >>> ds = voronoi(np.random.default_rng(0).random((50, 2)), bounds=[(0, 1), (0, 1)])
     >>> ds.sizes["bin"], bool((ds.neighbours >= 0).sum("nbr").min() >= 2)
     (50, True)
+    >>> round(float(ds.volume.sum()), 12)
+    1.0
     """
     pts = _as_centers(points, "points")
     if not np.isfinite(pts).all():
@@ -463,8 +486,8 @@ def voronoi(
         table = np.stack([left, right], axis=1)
         table = np.take_along_axis(table, np.argsort(table < 0, axis=1, kind="stable"), axis=1)
         indptr, indices, _ = _csr_from_padded(table.astype(np.int64))
-        return _dataset(pts, table_variables(indptr, indices, {}, layout), space, units,
-                        measurements)
+        tables = _voronoi_tables(pts, indptr, indices, layout, bounds, units, geometry)
+        return _dataset(pts, tables, space, units, measurements)
     from scipy.spatial import Delaunay, QhullError
 
     try:
@@ -488,8 +511,38 @@ def voronoi(
             "Merge nearly coincident points first."
         )
     indptr, indices = tri.vertex_neighbor_vertices
-    tables = table_variables(indptr.astype(np.int64), indices.astype(np.int64), {}, layout)
+    tables = _voronoi_tables(
+        pts, indptr.astype(np.int64), indices.astype(np.int64), layout, bounds, units, geometry
+    )
     return _dataset(pts, tables, space, units, measurements)
+
+
+def _voronoi_tables(
+    pts: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    layout: str,
+    bounds: Sequence[tuple[float, float]] | None,
+    units: str | None,
+    geometry: bool,
+) -> dict[Hashable, xr.Variable]:
+    """The table in its layout, with ``face_area`` and ``volume`` when asked."""
+    n, d = pts.shape
+    resolved = choose_layout(layout, n, int(np.diff(indptr).max()), len(indices))
+    if not geometry:
+        return table_variables(indptr, indices, {}, resolved)
+    from .geometry import voronoi_geometry
+
+    face_attrs, vol_attrs = _geometry_attrs(units, d)
+    if resolved == "ragged":  # voronoi_geometry aligns areas with a padded table
+        _, volume = voronoi_geometry(pts, np.full((n, 1), -1, dtype=np.int64), bounds)
+        tables = table_variables(indptr, indices, {}, resolved)
+    else:
+        tables = table_variables(indptr, indices, {}, resolved)
+        face, volume = voronoi_geometry(pts, tables[NEIGHBOURS].values, bounds)
+        tables[FACE_AREA] = xr.Variable((BIN, NBR), face, face_attrs)
+    tables[VOLUME] = xr.Variable((BIN,), volume, vol_attrs)
+    return tables
 
 
 # --------------------------------------------------------------------------- grid
@@ -525,6 +578,7 @@ def grid(
     units: str | None = None,
     chunks: int | None = None,
     layout: str = "auto",
+    geometry: bool = True,
     **measurements: Any,
 ) -> xr.Dataset:
     """A regular grid of bins (C order: the last axis varies fastest).
@@ -547,6 +601,10 @@ def grid(
     layout : {"auto", "padded", "ragged"}
         A grid's degrees are even, so ``"auto"`` is padded; ``"ragged"`` (in memory only)
         stores the table as an edge list.
+    geometry : bool
+        Add the cells' exact ``face_area`` (the product of the other spacings for a face
+        neighbour, 0 for a diagonal one) and ``volume`` (the product of the spacings), from
+        :func:`xtramgrad.topology.geometry.grid_geometry` (lazily with ``chunks=``).
     **measurements
         Variables to add.
 
@@ -557,6 +615,8 @@ def grid(
     ([0.0, 2.0, 4.0], [[1, -1], [0, 2], [1, -1]])
     >>> ds.bin.values.tolist(), ds.center.attrs["units"]
     ([0, 1, 2], 'um')
+    >>> ds.volume.values.tolist(), ds.volume.attrs["units"]
+    ([2.0, 2.0, 2.0], 'um')
     """
     if isinstance(shape, (int, np.integer)):
         shape_t: tuple[int, ...] = (int(shape),)
@@ -592,11 +652,20 @@ def grid(
         # declared locality for chunked gradients (see xtramgrad.chunked)
         "xtramgrad_halo": int(np.abs(offsets @ _strides(shape_t)).max()),
     }
+    face_attrs, vol_attrs = _geometry_attrs(units, d)
+    face = volume = None
+    if geometry:
+        face, volume = _grid_geometry(shape_t, spacing_a, table)
     if resolved == "ragged":
-        indptr, indices, _ = _csr_from_padded(np.asarray(table))
-        tables = table_variables(indptr, indices, {}, "ragged", table_attrs)
+        indptr, indices, present = _csr_from_padded(np.asarray(table))
+        edge = {} if face is None else {FACE_AREA: (np.asarray(face)[present], face_attrs)}
+        tables = table_variables(indptr, indices, edge, "ragged", table_attrs)
     else:
         tables = {NEIGHBOURS: xr.Variable((BIN, NBR), table, table_attrs)}
+        if face is not None:
+            tables[FACE_AREA] = xr.Variable((BIN, NBR), face, face_attrs)
+    if volume is not None:
+        tables[VOLUME] = xr.Variable((BIN,), volume, vol_attrs)
     center_attrs = {} if units is None else {"units": units}
     ds = xr.Dataset(
         {CENTER: ((BIN, SPACE), center, center_attrs)},
@@ -616,6 +685,23 @@ def grid(
     return ds
 
 
+def _grid_geometry(shape: tuple[int, ...], spacing: np.ndarray, table: Any) -> tuple[Any, Any]:
+    """``face_area`` and ``volume`` of a grid, block by block when the table is lazy."""
+    from .geometry import grid_geometry
+
+    if isinstance(table, np.ndarray):
+        return grid_geometry(shape, spacing, table)
+    import dask.array as da
+
+    def block(t: np.ndarray, block_info: Any = None) -> np.ndarray:
+        start = block_info[0]["array-location"][0][0]
+        return grid_geometry(shape, spacing, t, start=start)[0]
+
+    face = da.map_blocks(block, table, dtype=np.float64, meta=np.empty((0, 0)))
+    volume = da.full(table.shape[0], float(np.prod(spacing)), chunks=(table.chunks[0],))
+    return face, volume
+
+
 def _strides(shape: tuple[int, ...]) -> np.ndarray:
     """Flat-position strides of a C-order grid."""
     return np.array([int(np.prod(shape[j + 1 :])) for j in range(len(shape))], dtype=np.int64)
@@ -633,12 +719,11 @@ def _grid_block(
     flat = np.arange(start, stop, dtype=np.int64)
     idx = np.stack(np.unravel_index(flat, shape), axis=1)  # (m, d)
     center = origin + idx * spacing
-    nb = idx[:, None, :] + offsets[None, :, :]  # (m, k, d)
-    inside = np.all((nb >= 0) & (nb < np.asarray(shape)), axis=2)
-    lin = np.ravel_multi_index(
-        tuple(np.clip(nb, 0, np.asarray(shape) - 1).transpose(2, 0, 1)), shape
-    )
-    lin = np.where(inside, lin, -1)
+    inside = np.ones((len(flat), len(offsets)), dtype=bool)
+    for j, size in enumerate(shape):  # one axis at a time: no (m, k, d) temporaries
+        moved = idx[:, j, None] + offsets[None, :, j]
+        inside &= (moved >= 0) & (moved < size)
+    lin = np.where(inside, flat[:, None] + (offsets @ _strides(shape))[None, :], -1)
     # pack present neighbours first, keeping their (ascending) order
     order = np.argsort(~inside, axis=1, kind="stable")
     table = np.take_along_axis(lin, order, axis=1)
