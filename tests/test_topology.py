@@ -439,7 +439,8 @@ def test_voronoi_geometry_is_symmetric_and_fills_the_box():
     assert ds.volume.sum().item() == pytest.approx(1.0, rel=1e-12)
     area = {(i, j): a for i, row in enumerate(ds.neighbours.values)
             for j, a in zip(row, ds.face_area.values[i], strict=True) if j >= 0}
-    assert all(area[(j, i)] == pytest.approx(a, rel=1e-12, abs=1e-15) for (i, j), a in area.items())
+    for (i, j), a in area.items():
+        assert area[(j, i)] == pytest.approx(a, rel=1e-12, abs=1e-15)
     assert ds.face_area.attrs["units"] == "um^2" and ds.volume.attrs["units"] == "um^3"
 
 

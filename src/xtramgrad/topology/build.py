@@ -658,7 +658,9 @@ def grid(
         face, volume = _grid_geometry(shape_t, spacing_a, table)
     if resolved == "ragged":
         indptr, indices, present = _csr_from_padded(np.asarray(table))
-        edge = {} if face is None else {FACE_AREA: (np.asarray(face)[present], face_attrs)}
+        edge: dict[Hashable, tuple[np.ndarray, dict[str, Any]]] = (
+            {} if face is None else {FACE_AREA: (np.asarray(face)[present], face_attrs)}
+        )
         tables = table_variables(indptr, indices, edge, "ragged", table_attrs)
     else:
         tables = {NEIGHBOURS: xr.Variable((BIN, NBR), table, table_attrs)}
@@ -689,13 +691,14 @@ def _grid_geometry(shape: tuple[int, ...], spacing: np.ndarray, table: Any) -> t
     """``face_area`` and ``volume`` of a grid, block by block when the table is lazy."""
     from .geometry import grid_geometry
 
+    steps = [float(x) for x in spacing]
     if isinstance(table, np.ndarray):
-        return grid_geometry(shape, spacing, table)
+        return grid_geometry(shape, steps, table)
     import dask.array as da
 
     def block(t: np.ndarray, block_info: Any = None) -> np.ndarray:
         start = block_info[0]["array-location"][0][0]
-        return grid_geometry(shape, spacing, t, start=start)[0]
+        return grid_geometry(shape, steps, t, start=start)[0]
 
     face = da.map_blocks(block, table, dtype=np.float64, meta=np.empty((0, 0)))
     volume = da.full(table.shape[0], float(np.prod(spacing)), chunks=(table.chunks[0],))
