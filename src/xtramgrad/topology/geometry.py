@@ -30,6 +30,11 @@ is not mirrored in that face: its faces are clipped to the box instead, and the 
 facet on the box face follows from the closed-surface identity ``sum_f A_f n_f = 0`` (one
 unknown facet per axis); that facet is at distance ``h <= 1e-3`` widths from the point
 (``h = 0`` on the face), so its pyramid is exact too.
+
+Why mirrors rather than clipping the first pass's ridges to the box: the first pass's
+cells that reach the box extend far outside it, and their vertices there are inaccurate in
+degenerate configurations (a 30^3 grid: relative face errors of 2e-11 against 5e-15 with
+mirrors), whereas with mirrors every vertex used lies in or next to the box.
 """
 
 from __future__ import annotations
@@ -547,18 +552,23 @@ def voronoi_geometry(
     Raises
     ------
     TessellationError
-        Duplicate points (or points too close for qhull), a malformed neighbour table.
+        Duplicate points, points too close for qhull to separate (about 1e-7 of the box
+        size or closer; the cells are also checked to tile the box), a malformed
+        neighbour table.
     ValueError
-        Bad ``bounds``, points outside them, or a bounding box of zero width.
+        Bad ``bounds``, points outside them, a bounding box of zero width, or a box more
+        than 1e4 times longer along one axis than along another.
 
     Notes
     -----
     See the module docstring for the method (mirror images in the box faces, two qhull
-    passes). Every cell is exact to rounding, including cells of points on the box faces
-    and of degenerate inputs (collinear points in 2D, fewer than d + 2 points). The
-    volumes of cells near a near-degenerate configuration (e.g. a regular grid, whose
-    Voronoi vertices are shared by 2^d cells) are exact to rounding too; faces between
-    diagonal grid neighbours come out as 0 to rounding (about 1e-16 of the spacing).
+    passes). The cells are exact to rounding, including cells of points on or near the box
+    faces and of degenerate inputs (collinear or coplanar points, fewer than d + 2 points,
+    regular grids, whose Voronoi vertices are shared by 2^d cells; faces between diagonal
+    grid neighbours come out as 0 to rounding). Measured: the volumes sum to the box's
+    volume within 1e-14 (relative); grids are exact within 4e-15 (relative); two points
+    a distance ``g`` apart (relative to the box) get absolute errors of about
+    ``1e-16 / g`` in their shared vertices (qhull's circumcenters).
 
     Examples
     --------
