@@ -414,6 +414,18 @@ def test_paths_agree(monkeypatch):
         np.testing.assert_allclose(b1, b2, rtol=1e-11, atol=1e-14)
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_compressed_rows_match_padded_table(d):
+    pts = np.random.default_rng(d).random((300, d))
+    table = xtramgrad.voronoi(pts).neighbours.values
+    present = table >= 0
+    indptr = np.r_[0, np.cumsum(present.sum(1))]
+    face, vol = voronoi_geometry(pts, table)
+    flat, vol_flat = voronoi_geometry(pts, (indptr, table[present]))
+    np.testing.assert_array_equal(flat, face[present])
+    np.testing.assert_array_equal(vol_flat, vol)
+
+
 def test_extra_pairs_get_zero():
     """Pairs that are not Voronoi neighbours inside the box get 0, padding NaN."""
     pts = np.array([[0.1, 0.5], [0.5, 0.5], [0.9, 0.5], [0.5, 0.1]])
@@ -470,6 +482,26 @@ def test_extra_pairs_get_zero():
 def test_voronoi_geometry_errors(points, table, bounds, error, match):
     with pytest.raises(error, match=match):
         voronoi_geometry(points, np.asarray(table), bounds)
+
+
+@pytest.mark.parametrize(
+    ("indptr", "indices", "match"),
+    [
+        pytest.param([0, 1], [1], r"indptr has shape \(2,\); expected \(4,\)", id="length"),
+        pytest.param([0, 2, 1, 3], [1, 2, 0], r"non-decreasing", id="decreasing"),
+        pytest.param([0, 1, 2, 4], [1, 0, 0], r"from 0 to len\(indices\) = 3", id="end"),
+        pytest.param([0, 1, 2, 3], [1, 0, 3], r"neighbours indices\[2\] = 3; expected a "
+                     r"position in \[0, 3\)", id="range"),
+        pytest.param([0, 1, 2, 3], [1, 1, 0], r"indices\[1\] = 1 names the bin itself "
+                     r"\(row 1\)", id="self"),
+        pytest.param([0, 1, 2, 3], [1.0, 0.0, 0.0], r"expected two 1-D integer arrays",
+                     id="dtype"),
+    ],
+)
+def test_compressed_rows_errors(indptr, indices, match):
+    pts = [[0.1, 0.2], [0.8, 0.3], [0.4, 0.9]]
+    with pytest.raises(TessellationError, match=match):
+        voronoi_geometry(pts, (np.asarray(indptr), np.asarray(indices)))
 
 
 def test_tiling_guard(monkeypatch):

@@ -86,33 +86,57 @@ def _as_points(points: Any) -> np.ndarray:
     return pts
 
 
-def _as_table(neighbours: Any, n: int) -> np.ndarray:
-    table = np.asarray(neighbours)
-    if table.ndim != 2 or table.shape[0] != n:
-        raise TessellationError(
-            f"neighbours has shape {table.shape}; expected ({n}, k) for {n} points."
-        )
-    if not np.issubdtype(table.dtype, np.integer):
-        raise TessellationError(
-            f"neighbours has dtype {table.dtype}; expected integer bin positions padded "
-            "with -1."
-        )
-    table = table.astype(np.int64, copy=False)
-    bad = (table < -1) | (table >= n)
+def _as_table(neighbours: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, cols)`` of every table entry (cols -1 at padding): a padded ``(n, k)``
+    table gives ``(n, k)`` arrays, an ``(indptr, indices)`` pair flat ones."""
+    if isinstance(neighbours, tuple) and len(neighbours) == 2:
+        indptr, indices = (np.asarray(a) for a in neighbours)
+        if not (indptr.ndim == indices.ndim == 1 and np.issubdtype(indptr.dtype, np.integer)
+                and np.issubdtype(indices.dtype, np.integer)):
+            raise TessellationError(
+                f"neighbours=(indptr, indices) has shapes {indptr.shape}, {indices.shape} and "
+                f"dtypes {indptr.dtype}, {indices.dtype}; expected two 1-D integer arrays."
+            )
+        if (indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != len(indices)
+                or np.any(np.diff(indptr) < 0)):
+            raise TessellationError(
+                f"neighbours indptr has shape {indptr.shape}; expected ({n + 1},), "
+                f"non-decreasing from 0 to len(indices) = {len(indices)}."
+            )
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        cols = indices.astype(np.int64)
+        where = "neighbours indices[{}]"
+    else:
+        table = np.asarray(neighbours)
+        if table.ndim != 2 or table.shape[0] != n:
+            raise TessellationError(
+                f"neighbours has shape {table.shape}; expected ({n}, k) for {n} points "
+                "(or an (indptr, indices) pair)."
+            )
+        if not np.issubdtype(table.dtype, np.integer):
+            raise TessellationError(
+                f"neighbours has dtype {table.dtype}; expected integer bin positions padded "
+                "with -1."
+            )
+        cols = table.astype(np.int64, copy=False)
+        rows = np.broadcast_to(np.arange(n)[:, None], cols.shape)
+        where = "neighbours[{}]"
+    bad = (cols < -1) | (cols >= n)
     if bad.any():
-        i, r = (int(v) for v in np.argwhere(bad)[0])
+        at = tuple(int(v) for v in np.argwhere(bad)[0])
         raise TessellationError(
-            f"neighbours[{i}, {r}] = {int(table[i, r])}; expected a position in [0, {n}) "
-            "or -1 for padding."
+            f"{where.format(', '.join(map(str, at)))} = {int(cols[at])}; expected a position "
+            f"in [0, {n}) or -1 for padding."
         )
-    own = table == np.arange(n)[:, None]
+    own = cols == rows
     if own.any():
-        i, r = (int(v) for v in np.argwhere(own)[0])
+        at = tuple(int(v) for v in np.argwhere(own)[0])
         raise TessellationError(
-            f"neighbours[{i}, {r}] = {i} names the bin itself; a bin is not its own "
-            "neighbour (remove the entry or replace it with -1)."
+            f"{where.format(', '.join(map(str, at)))} = {int(cols[at])} names the bin itself "
+            f"(row {int(rows[at])}); a bin is not its own neighbour (remove the entry or "
+            "replace it with -1)."
         )
-    return table
+    return rows, cols
 
 
 def _as_bounds(bounds: Any, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -494,17 +518,19 @@ def _sum(index: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(index, weights, minlength=n).astype(np.float64, copy=False)
 
 
-def _align(table: np.ndarray, pi: np.ndarray, pj: np.ndarray, area: np.ndarray) -> np.ndarray:
-    """Face areas of the pairs ``(pi, pj)`` at their places in the neighbour table."""
-    n = len(table)
-    pad = table < 0
+def _align(
+    rows: np.ndarray, cols: np.ndarray, n: int, pi: np.ndarray, pj: np.ndarray,
+    area: np.ndarray
+) -> np.ndarray:
+    """Face areas of the pairs ``(pi, pj)`` at the table entries ``(rows, cols)``."""
+    pad = cols < 0
     if len(pi) == 0:
         return np.where(pad, np.nan, 0.0)
     keys = np.concatenate([pi * n + pj, pj * n + pi])
     values = np.concatenate([area, area])
     order = np.argsort(keys)
     keys, values = keys[order], values[order]
-    want = np.arange(n)[:, None] * n + np.where(pad, 0, table)
+    want = rows * n + np.where(pad, 0, cols)
     pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
     found = keys[pos] == want
     return np.where(pad, np.nan, np.where(found, values[pos], 0.0))
@@ -524,10 +550,11 @@ def voronoi_geometry(
     points : array-like (n, d)
         The cell centers, d = 1, 2 or 3 (a 1D array is taken as ``(n, 1)``). They must be
         distinct.
-    neighbours : array-like (n, k) of int
+    neighbours : array-like (n, k) of int, or ``(indptr, indices)``
         A neighbour table padded with -1 (zero-based positions), e.g. the Delaunay adjacency
-        of :func:`xtramgrad.voronoi`. It may contain pairs that are not Voronoi neighbours
-        (they get 0); it does not change the cells.
+        of :func:`xtramgrad.voronoi`, or the same adjacency in compressed rows (row ``i``
+        is ``indices[indptr[i]:indptr[i + 1]]``). It may contain pairs that are not Voronoi
+        neighbours (they get 0); it does not change the cells.
     bounds : sequence of d ``(lo, hi)`` pairs, optional
         The box the cells are clipped to; it must contain every point (points on its
         faces are fine). Default: the bounding box of the points.
@@ -536,12 +563,13 @@ def voronoi_geometry(
 
     Returns
     -------
-    face_area : ndarray (n, k)
+    face_area : ndarray (n, k), or (len(indices),) for ``(indptr, indices)``
         ``face_area[i, r]`` is the (d-1)-measure of the face shared by cell ``i`` and cell
         ``neighbours[i, r]`` inside the box: a length in 2D, an area in 3D and 1.0 (the
         measure of a point) in 1D; 0 where the cells share no face of positive measure
         inside the box; NaN at padding. Symmetric: the same number for ``(i, j)`` and
-        ``(j, i)``.
+        ``(j, i)``. In compressed rows, entry ``e`` is the face of row ``i`` (with
+        ``indptr[i] <= e < indptr[i + 1]``) and ``indices[e]``.
     volume : ndarray (n,)
         The measure of each clipped cell (a length in 1D, an area in 2D). They sum to the
         box's volume.
@@ -588,10 +616,17 @@ def voronoi_geometry(
     [0.25, 0.25, 0.25, 0.25]
     >>> np.abs(face.round(12)).tolist()
     [[0.5, 0.5, 0.0], [0.5, 0.5, nan], [0.5, 0.5, nan], [0.5, 0.5, 0.0]]
+
+    The same adjacency in compressed rows:
+
+    >>> indptr, indices = np.array([0, 3, 5, 7, 10]), np.array([1, 2, 3, 0, 3, 0, 3, 1, 2, 0])
+    >>> face, vol = voronoi_geometry(pts, (indptr, indices), bounds=[(0, 1), (0, 1)])
+    >>> np.abs(face.round(12)).tolist()
+    [0.5, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.0]
     """
     pts = _as_points(points)
     n, d = pts.shape
-    table = _as_table(neighbours, n)
+    rows, cols = _as_table(neighbours, n)
     lo, hi = _as_bounds(bounds, pts)
     _check_duplicates(pts)
     if d == 1:
@@ -617,7 +652,7 @@ def voronoi_geometry(
         area = area * scale ** (d - 1)
         volume = volume * scale**d
         boundary = boundary * scale ** (d - 1)
-    face_area = _align(table, pi, pj, area)
+    face_area = _align(rows, cols, n, pi, pj, area)
     if return_boundary:
         return face_area, volume, boundary
     return face_area, volume
