@@ -331,9 +331,13 @@ def estimate(
     """The method's estimates ``(..., bin, q)`` (dim ``_xtramgrad_quantity``) and flags
     ``(..., bin)``, eager or chunked, through ``xr.apply_ufunc``."""
     labels = req.selection is not None and req.selection.rule.needs_labels
-    chunks = _bin_chunks(field, topo.center, topo.neighbours, _count(topo), sigma)
+    # chunked like the field along bin; like the tessellation when the field is in memory
+    if field.chunks is not None:
+        chunks = tuple(int(c) for c in field.chunks[field.get_axis_num(BIN)])
+    else:
+        chunks = _bin_chunks(topo.center, topo.neighbours, _count(topo), sigma) or (0,)
     qo = combine.shape[0]
-    if chunks is None:
+    if len(chunks) == 1:
         tables, tdims = _table_vars(topo, labels)
         args = [field, topo.center, *tables]
         dims = [[BIN], [BIN, SPACE], *tdims]
@@ -347,7 +351,8 @@ def estimate(
             _table_kernel, *args, kwargs=kw, input_core_dims=dims,
             output_core_dims=[[BIN, _Q], [BIN]], dask="parallelized",
             output_dtypes=[np.float64, np.int8],
-            dask_gufunc_kwargs={"output_sizes": {_Q: qo}},
+            # a tessellation chunked along bin, with the field in one chunk: load it whole
+            dask_gufunc_kwargs={"output_sizes": {_Q: qo}, "allow_rechunk": True},
         )
         return out, flags
     return _estimate_chunked(field, topo, req, combine, sigma, chunks, labels)
@@ -363,7 +368,9 @@ def _estimate_chunked(
     spec = req.spec(d)
     plan = gather_plan(topo, spec, chunks, labels)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
+    # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
+    field = field.transpose(*[dim for dim in field.dims if dim != BIN], BIN)
     center = topo.center.chunk({BIN: chunks})
     batch = [dim for dim in field.dims if dim != BIN]
     fdata = field.transpose(*batch, BIN).data
@@ -376,8 +383,8 @@ def _estimate_chunked(
         args.append(xr.DataArray(plan.label, dims=(BIN, kdim)))
         dims.append([kdim])
     if sigma is not None:
-        sigma = sigma.chunk({BIN: chunks}) if BIN in sigma.dims else sigma
         sb = [dim for dim in sigma.dims if dim != BIN]
+        sigma = sigma.chunk({BIN: chunks}).transpose(*sb, BIN)
         ns = xr.DataArray(
             gather_values(plan, sigma.transpose(*sb, BIN).data), dims=(*sb, BIN, kdim)
         )

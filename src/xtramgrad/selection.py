@@ -113,8 +113,9 @@ class Rule:
         the lower / upper side of each axis. ``own`` / ``other`` are the absolute centers of
         the bin and of the neighbour, ``offsets = other - own``.
     compiled : str or None
-        Name of the side test of the compiled kernels in :mod:`xtramgrad.kernels._numba`
-        (same decisions, bit for bit); None runs the rule on the numpy path only.
+        Name of the rule's side test in grad1's compiled kernels
+        (``xtramgrad.kernels._numba.RULE_CODES``: the same decisions, bit for bit); None runs
+        the rule on the numpy path only.
     needs_labels : bool
         Whether the rule reads ``neighbour_label``.
     draw : str or None
@@ -242,7 +243,7 @@ register_rule(
                "top angle of the sectors, in units of pi radians, in [0.5, 1)", _check_angle),),
         "angular sectors of half-angle selection_angle*pi/2 around each axis (TRamWAy's "
         "default, selection_angle=0.9); a neighbour may count for several axes",
-        cone_sides, compiled="cone_sides", draw="draw_cone",
+        cone_sides, compiled="cone", draw="draw_cone",
     )
 )
 register_rule(
@@ -250,7 +251,7 @@ register_rule(
         "quadrants", (),
         "InferenceMAP's quadrants: each neighbour counts once, for the axis of its largest "
         "offset component (a tie goes to the lowest axis)",
-        quadrant_sides, compiled="quadrant_sides", draw="draw_quadrants",
+        quadrant_sides, compiled="quadrants", draw="draw_quadrants",
     )
 )
 register_rule(
@@ -258,14 +259,14 @@ register_rule(
         "halfspace",
         (Param("eps", 0.0, "exclusion margin in space units, >= 0", _check_eps),),
         "half-spaces x_nbr < x - eps (below) and x + eps < x_nbr (above), per axis",
-        halfspace_sides, compiled="halfspace_sides", draw="draw_halfspace",
+        halfspace_sides, compiled="halfspace", draw="draw_halfspace",
     )
 )
 register_rule(
     Rule(
         "labels", (),
         "sides read from the signed edge labels +-(j+1) of neighbour_label",
-        label_sides, compiled="label_sides", needs_labels=True, draw=None,
+        label_sides, compiled="labels", needs_labels=True, draw=None,
     )
 )
 

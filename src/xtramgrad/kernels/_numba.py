@@ -19,15 +19,17 @@ Structure
   :func:`gradn_bin` share one weighted least-squares solver (:func:`_ls_solve`).
 * **Drivers.** :func:`drive_table` (a whole table: each bin's stencil is walked here) and
   :func:`drive_gathered` (stencils gathered beforehand, one padded row per bin, as the
-  chunked path makes them) take the per-bin function as an argument (numba compiles one
-  specialisation per function) and apply the map to every slice of the values, recomputing
-  it only when the missing-value pattern of the stencil changes from one slice to the next.
+  chunked path makes them) run the per-bin map of a method given by its code
+  (:data:`METHOD_CODES`, dispatched by :func:`bin_map`) and apply it to every slice of the
+  values, recomputing it only when the missing-value pattern of the stencil changes from
+  one slice to the next. (Passing the per-bin function itself as an argument would compile
+  to first-class function types, which numba cannot cache.)
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
   fused single-slice cone kernel :func:`grad1_cone_single`) because its selection rules decide
-  sides with TRamWAy's float64 ties: the rule's side test is a function argument (one per
-  rule of :mod:`xtramgrad.selection`), and cone ties are looked up in a table of decisions
+  sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
+  (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are looked up in a table of decisions
   made by numpy's own ``arccos``; a tie missing from the table is reported back (``miss``)
   and the bin recomputed once the caller has extended the table.
 
@@ -680,18 +682,26 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
     return flag, cond
 
 
-# =========================================================================== generic drivers
+# =========================================================================== dispatch
+
+#: Codes of the methods with compiled per-bin maps (the ``compiled`` names of
+#: :data:`xtramgrad.kernels.METHODS` entries).
+METHOD_CODES = {"lsq": 0, "lsq2": 1, "gradn": 2, "local": 3}
 
 
 @_jit
-def _undefined_if_nothing(flag, c0, nq):
-    """A bin with no determined quantity at all is undefined (flag 2), as on numpy."""
-    if flag == 2:
-        return 2
-    for q in range(nq):
-        if not math.isnan(c0[q]):
-            return flag
-    return 2
+def bin_map(code, deg, d, off, ok, ring, par, w, c0, work):
+    """The per-bin map of method ``code`` (see :data:`METHOD_CODES`)."""
+    if code == 0:
+        return lsq_bin(deg, d, off, ok, ring, par, w, c0, work)
+    if code == 1:
+        return lsq2_bin(deg, d, off, ok, ring, par, w, c0, work)
+    if code == 2:
+        return gradn_bin(deg, d, off, ok, ring, par, w, c0, work)
+    return local_bin(deg, d, off, ok, ring, par, w, c0, work)
+
+
+# =========================================================================== generic drivers
 
 
 @_jit
@@ -734,7 +744,7 @@ def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row
 
 @_jit
 def drive_table(
-    fn, values, sigma, centers, table, indptr, rings, widen_to, min_points, radius, kmax,
+    code, values, sigma, centers, table, indptr, rings, widen_to, min_points, radius, kmax,
     par, nq, comb, mode, na, out, flags, conds,
 ):
     """Every bin of a whole table: ``out`` (S, n, no), ``flags`` (S, n), ``conds`` (S, n).
@@ -794,8 +804,7 @@ def drive_table(
             if not same:
                 for e in range(deg):
                     prev_ok[e] = ok[e]
-                flag, cond = fn(deg, d, off, ok, ring, par, w, c0, work)
-                flag = _undefined_if_nothing(flag, c0, nq)
+                flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
             s0 = sigma[s, i] if mode == MODE_STD else 0.0
             _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
@@ -807,7 +816,7 @@ def drive_table(
 
 @_jit
 def drive_gathered(
-    fn, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,
+    code, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,
     mode, na, out, flags, conds,
 ):
     """Every bin of gathered stencils: ``nbr_center`` (n, K, d) NaN at padding,
@@ -863,8 +872,7 @@ def drive_gathered(
             if not same:
                 for e in range(deg):
                     prev_ok[e] = ok[e]
-                flag, cond = fn(deg, d, off, ok, ring, par, w, c0, work)
-                flag = _undefined_if_nothing(flag, c0, nq)
+                flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
             s0 = sigma[s, i] if mode == MODE_STD else 0.0
             _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
@@ -995,6 +1003,28 @@ def label_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, s
     return True
 
 
+#: Codes of the selection rules with compiled side tests (the ``compiled`` names of
+#: :data:`xtramgrad.selection.RULES` entries).
+RULE_CODES = {"cone": 0, "quadrants": 1, "halfspace": 2, "labels": 3}
+
+
+@_jit
+def sides(kind, deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, side, miss,
+          nmiss):
+    """The side test of rule ``kind`` (see :data:`RULE_CODES`)."""
+    if kind == 0:
+        return cone_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param,
+                          side, miss, nmiss)
+    if kind == 1:
+        return quadrant_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param,
+                              side, miss, nmiss)
+    if kind == 2:
+        return halfspace_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param,
+                               side, miss, nmiss)
+    return label_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, side,
+                       miss, nmiss)
+
+
 @_jit
 def _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0):
     """grad1's closed form per axis, from the side counts and offset sums.
@@ -1094,7 +1124,7 @@ def _grad1_slices(i, deg, d, off, side, values, nbr_values, ids, pos, t, s_count
 
 @_jit
 def grad1_table(
-    sides_fn, values, centers, table, indptr, labels, thr, band, tie_u, tie_code, param, na,
+    kind, values, centers, table, indptr, labels, thr, band, tie_u, tie_code, param, na,
     out, flags, redo, miss, nmiss, dim_tag,
 ):
     """grad1 for every bin of a table and every slice: ``out`` (S, n, d).
@@ -1143,8 +1173,8 @@ def grad1_table(
                 off[e, a] = centers[j, a] - own[a]
             if has_labels:
                 lab[e] = label_of(labels, i, slot[e])
-        if not sides_fn(deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param, side,
-                        miss, nmiss):
+        if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
+                     side, miss, nmiss):
             redo[i] = True
             continue
         _grad1_slices(i, deg, d, off, side, values, dummy, nbr, nbr, i, s_count, na, out,
@@ -1155,7 +1185,7 @@ def grad1_table(
 
 @_jit
 def grad1_gathered(
-    sides_fn, values, center, nbr_values, nbr_center, nbr_label, thr, band, tie_u, tie_code,
+    kind, values, center, nbr_values, nbr_center, nbr_label, thr, band, tie_u, tie_code,
     param, na, out, flags, redo, miss, nmiss, dim_tag,
 ):
     """grad1 on gathered stencils (1-ring): ``nbr_center`` (n, K, d), NaN at padding."""
@@ -1196,8 +1226,8 @@ def grad1_gathered(
             if has_labels:
                 lab[deg] = nbr_label[i, r]
             deg += 1
-        if not sides_fn(deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param, side,
-                        miss, nmiss):
+        if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
+                     side, miss, nmiss):
             redo[i] = True
             continue
         _grad1_slices(i, deg, d, off, side, values, nbr_values, pos, pos, i, s_count, na, out,

@@ -56,8 +56,8 @@ def _outputs(job: Job, no: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _Generic:
-    """A method whose compiled kernel is a per-bin function of ``_numba`` run by the
-    generic drivers."""
+    """A method whose per-bin map is compiled in ``_numba`` (code
+    ``_numba.METHOD_CODES[name]``), run by the generic drivers."""
 
     def __init__(self, name: str, params: Callable[[Mapping[str, Any]], tuple[float, ...]]):
         self.name = name
@@ -69,7 +69,6 @@ class _Generic:
     def __call__(self, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         from . import _numba
 
-        fn = getattr(_numba, self.name)
         par = np.array(self.params(job.options), dtype=np.float64).reshape(-1)
         if par.size == 0:
             par = np.zeros(1)
@@ -85,7 +84,7 @@ class _Generic:
             nv = np.ascontiguousarray(g.values, dtype=np.float64)
             ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
             _numba.drive_gathered(
-                fn, values, sigma, np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
+                _numba.METHOD_CODES[self.name], values, sigma, np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
                 np.ascontiguousarray(g.center, dtype=np.float64),
                 np.ascontiguousarray(g.ring, dtype=np.int8), par, nq, comb, mode, na, out,
                 flags, conds,
@@ -98,15 +97,15 @@ class _Generic:
         kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points, radius,
                                     sizes)
         _numba.drive_table(
-            fn, values, sigma, centers, table, indptr, rings, widen, min_points, radius,
+            _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen, min_points, radius,
             max(int(kmax), 1), par, nq, comb, mode, na, out, flags, conds,
         )
         return out, flags
 
 
 def generic(name: str, params: Callable[[Mapping[str, Any]], tuple[float, ...]]) -> _Generic:
-    """The compiled kernel of a method whose per-bin map is ``_numba.<name>``; ``params``
-    turns the method's options into the function's parameter vector."""
+    """The compiled kernel of a method whose per-bin map is ``_numba.METHOD_CODES[name]``;
+    ``params`` turns the method's options into its parameter vector."""
     return _Generic(name, params)
 
 
@@ -135,7 +134,7 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
 
     if job.sigma is not None or not np.array_equal(job.combine, np.eye(job.combine.shape[0])):
         return None  # uncertainty and combinations run on the numpy reference
-    sides = getattr(_numba, rule.compiled)
+    kind = _numba.RULE_CODES[rule.compiled]
     param, thr = _selection_params(sel)
     d = job.centers.shape[1]
     values = np.ascontiguousarray(job.values, dtype=np.float64)
@@ -165,7 +164,7 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         nmiss = np.zeros(1, dtype=np.int64)
         if gathered is not None:
             _numba.grad1_gathered(
-                sides, values, centers, nv, nc, nl, thr, TIE_BAND, tie_u, tie_code, param, na,
+                kind, values, centers, nv, nc, nl, thr, TIE_BAND, tie_u, tie_code, param, na,
                 dest, dflags, redo, miss, nmiss, tag,
             )
         elif rule.name == "cone" and values.shape[0] == 1:
@@ -175,7 +174,7 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
             )
         else:
             _numba.grad1_table(
-                sides, values, centers, table, indptr, labels, thr, TIE_BAND, tie_u, tie_code,
+                kind, values, centers, table, indptr, labels, thr, TIE_BAND, tie_u, tie_code,
                 param, na, dest, dflags, redo, miss, nmiss, tag,
             )
         missed[: min(int(nmiss[0]), _MAX_MISSES)] = miss[: int(nmiss[0])]

@@ -159,9 +159,7 @@ def map_weights(
     from .fits import segment_sum
 
     any_ok = segment_sum(ok.astype(np.int64), nb.indptr) > 0
-    # a bin with no determined quantity at all is undefined, whatever the method says
-    some = ~np.isnan(res.c0).all(axis=1) if res.c0.shape[1] else np.zeros(nb.n, bool)
-    defined = center_ok & any_ok & some & (res.flag != FLAG_UNDEFINED)
+    defined = center_ok & any_ok & (res.flag != FLAG_UNDEFINED)
     flag = np.where(defined, res.flag, FLAG_UNDEFINED).astype(np.int8)
     c0 = np.where(defined[:, None], res.c0, np.nan)
     return Weights(res.w, c0, flag, res.cond)

@@ -304,7 +304,7 @@ def _register_builtins() -> tuple[str, ...]:
         "gradn",
         "TRamWAy's order-2 regression over the 1-ring, with a correct derivative; linear "
         "fallback where the quadratic is not determined with redundancy",
-        gradn_weights, Rings(1), compiled=_compiled.generic("gradn_bin", lambda o: ()),
+        gradn_weights, Rings(1), compiled=_compiled.generic("gradn", lambda o: ()),
         convergence="exact for linear fields; order 0 in 2D (fallback bins), 2 in 3D",
     ))
     power = Param("power", LSQ_POWER, "weights |offset|^-power", _power)
@@ -316,7 +316,7 @@ def _register_builtins() -> tuple[str, ...]:
         "weighted linear least squares through the bin's value over its 1-ring, weights "
         "|o|^-power",
         lsq_weights, Rings(1), options=(power, cutoff),
-        compiled=_compiled.generic("lsq_bin", lambda o: (o["power"], o["cutoff"])),
+        compiled=_compiled.generic("lsq", lambda o: (o["power"], o["cutoff"])),
         convergence="exact for linear fields; order 1 on irregular meshes, 2 on symmetric",
     ))
     register_method(Method(
@@ -330,7 +330,7 @@ def _register_builtins() -> tuple[str, ...]:
         _lsq2_stencil, options=(power, Param("cutoff", 2 * LSQ_CUTOFF, cutoff.doc, _cutoff)),
         quantities=("gradient", "hessian"),
         compiled=_compiled.generic(
-            "lsq2_bin", lambda o: (o["power"], o["cutoff"], LSQ_POWER, LSQ_CUTOFF)
+            "lsq2", lambda o: (o["power"], o["cutoff"], LSQ_POWER, LSQ_CUTOFF)
         ),
         convergence="exact for quadratic fields; order 2 inside irregular meshes",
         stencil_doc="2-ring (3-ring where small)",
@@ -349,7 +349,7 @@ def _register_builtins() -> tuple[str, ...]:
         ),
         quantities=("gradient", "fit"),
         compiled=_compiled.generic(
-            "local_bin", lambda o: (float(o["bandwidth"]), float(o["degree"]))
+            "local", lambda o: (float(o["bandwidth"]), float(o["degree"]))
         ),
         convergence="exact for polynomials of its degree; bias ~ bandwidth^degree, noise "
         "gain ~ 1/bandwidth",
