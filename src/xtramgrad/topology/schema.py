@@ -306,7 +306,9 @@ def _integer_table(da: xr.DataArray, name: str, layout: str) -> xr.DataArray:
         raise TessellationError(
             f"variable {name!r} has dtype {da.dtype}, expected integer bin positions "
             "padded with -1. A float table usually comes from NaN padding: convert it with "
-            f"ds[{name!r}] = ds.{name}.fillna(-1).astype('int64')."
+            f"ds[{name!r}] = ds.{name}.fillna(-1).astype('int64'). (If it comes from "
+            "ds.where(..., drop=True), bins were removed and the table not renumbered: select "
+            "with xtramgrad.isel(original, bin=...) instead.)"
         )
     return da
 
@@ -404,7 +406,8 @@ def topology(ds: xr.Dataset, labels: bool = False) -> Topology:
         if not np.issubdtype(label.dtype, np.integer):
             raise TessellationError(
                 f"variable 'neighbour_label' has dtype {label.dtype}, expected integer labels "
-                "+-(j+1) (0 for none). Convert it with .astype('int64')."
+                "+-(j+1) (0 for none). Convert it with ds['neighbour_label'] = "
+                "ds.neighbour_label.fillna(0).astype('int64')."
             )
     topo = Topology(center, table, label, count)
     if not any(_is_lazy(a) for a in (center, table, count)):
@@ -677,8 +680,8 @@ def _problem_message(
             f"variable 'neighbours' lists bin {row} as its own neighbour; a bin cannot "
             "neighbour itself. Remove self-loops (for an adjacency matrix A: A.setdiag(0); "
             "A.eliminate_zeros()). If the rows were reordered without renumbering the table "
-            "(a Dataset without a 'bin' coordinate), reorder with xtramgrad.isel(ds, "
-            "bin=order) instead."
+            "(a Dataset without a 'bin' coordinate), redo the reordering on the original "
+            "Dataset with xtramgrad.isel(original, bin=order)."
         )
     if kind == PROBLEM_DUPLICATE:
         return (
@@ -709,8 +712,8 @@ def _problem_message(
         f"it to -1: ds['neighbours'] = ds.neighbours.where(ds.neighbours != {value}, -1); "
         "if the table is one-based (UGRID start_index=1), convert it: ds['neighbours'] = "
         "(ds.neighbours - 1).where(ds.neighbours != <padding>, -1); if bins were removed "
-        "(ds.isel, ds.sel) from a Dataset without a 'bin' coordinate, select with "
-        "xtramgrad.isel(ds, bin=...) instead."
+        "(ds.isel, ds.sel) from a Dataset without a 'bin' coordinate, select from the "
+        "original Dataset with xtramgrad.isel(original, bin=...)."
     )
 
 
@@ -756,7 +759,8 @@ def check_values(
         raise TessellationError(
             f"variable 'center' holds non-finite values at {len(bad)} bin(s) (first: bin "
             f"{rows[bad[0]] if len(centers) == len(rows) else bad[0]}); every bin needs a "
-            "finite center. Drop those bins (xtramgrad.isel), or fill their centers."
+            "finite center. Drop those bins (xtramgrad.isel(ds, bin=mask)), or fill their "
+            "centers."
         )
     if bin_ids is not None and not _is_arange(np.asarray(bin_ids), int(rows[0]) if m else 0):
         raise TessellationError(bin_coordinate_message(bin_ids, rows=rows))
