@@ -201,9 +201,9 @@ def test_signals_mid_run(source, tmp_path, capsys, sig, code, word, existing, re
     out = request.getfixturevalue("previous") if existing else tmp_path / "out.zarr"
     before = tree(out) if existing else None
     proc = spawn(["grad", str(source), "-v", "D", "-o", str(out), "--overwrite", "--quiet"],
-                 delay=0.3)
+                 delay=0.2)
     wait_for_partial(out, proc)
-    time.sleep(0.4)  # some chunks written, more to come
+    time.sleep(0.4)  # some chunks written, more to come (20 chunks, 2 threads: >= 2 s)
     proc.send_signal(sig)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == code, err
@@ -214,9 +214,9 @@ def test_signals_mid_run(source, tmp_path, capsys, sig, code, word, existing, re
 
 def test_interrupt_with_progress_bar_ends_its_line(source, tmp_path):
     out = tmp_path / "out.zarr"
-    proc = spawn(["grad", str(source), "-v", "D", "-o", str(out)], delay=0.3)
+    proc = spawn(["grad", str(source), "-v", "D", "-o", str(out)], delay=0.2)
     wait_for_partial(out, proc)
-    time.sleep(1.5)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130
@@ -236,7 +236,7 @@ def test_next_run_removes_the_leftover_of_a_killed_run(source, tmp_path, capsys)
     code, err = run(["grad", str(source), "-v", "D", "-o", str(out), "--quiet"], capsys)
     assert code == 0
     assert err == (
-        f"xtramgrad grad: removed {name}, an incomplete store left next to out.zarr by an "
+        f"xtramgrad grad: removed {name}, a temporary store left next to out.zarr by an "
         f"interrupted run (process {proc.pid}).\n"
     )
     assert leftovers(out) == []
@@ -287,6 +287,23 @@ def test_full_disk_mid_run(source, previous, capsys, monkeypatch):
     assert code == 1
     one_error_line(err, "No space left on device", f"nothing was written to {previous}")
     assert tree(previous) == before and leftovers(previous) == []
+
+
+def test_ctrl_c_while_moving_the_store_into_place(source, previous, capsys, monkeypatch):
+    """Ctrl-C waits for the few renames that swap the stores, and says what happened."""
+    monkeypatch.setattr(store, "_fsync_dir", lambda path: os.kill(os.getpid(), signal.SIGINT))
+    before = tree(previous)
+    code, err = run(
+        ["grad", str(source), "-v", "V", "-o", str(previous), "--overwrite", "--quiet"], capsys
+    )
+    assert code == 130
+    assert err == f"xtramgrad grad: interrupted (SIGINT); {previous} was already complete\n"
+    assert tree(previous) != before and "grad_V" in xr.open_zarr(previous)
+    # the old store, renamed aside, was not deleted yet: the next write removes it
+    (left,) = leftovers(previous)
+    assert "xtramgrad-partial" in left
+    assert store.clean_leftovers(previous)[0].startswith(f"removed {left}")
+    assert leftovers(previous) == []
 
 
 # --------------------------------------------------------------------------- defect 5
@@ -458,7 +475,7 @@ def test_hint_for_unsorted_bins_and_the_sort_it_suggests(tmp_path, capsys):
     code, err = run(["grad", str(raw), "-v", "D", "-o", str(tmp_path / "g1.zarr")], capsys)
     assert code == 0
     (hint,) = [line for line in err.splitlines() if line.startswith("hint:")]
-    command = hint.split(": ", 2)[-1].split(" and run grad on ")[0].split("GB): ")[1]
+    command = re.search(r"\): (xtramgrad sort .*) and run grad on ", hint)[1]
     assert command == f"xtramgrad sort {raw} -o {tmp_path / 'raw-sorted.zarr'}"
     code, err = run(shlex.split(command)[1:], capsys)
     assert code == 0, err

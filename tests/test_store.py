@@ -309,6 +309,21 @@ def test_a_discarded_store_takes_no_more_chunks(result, tmp_path):
     assert not pending.temp.exists() and key[0].startswith("xtramgrad-write-")
 
 
+def test_interrupt_during_the_swap_is_delivered_after_it(result, tmp_path, monkeypatch):
+    out = tmp_path / "out.zarr"
+    store_zarr(result, out)
+    monkeypatch.setattr(store, "_fsync_dir", lambda path: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        store_zarr(result * 2, out, overwrite=True)
+    np.testing.assert_allclose(xr.open_zarr(out).grad_D.values, 2 * result.grad_D.values)
+    (left,) = siblings(out)  # the previous store, not deleted yet; the next write does it
+    assert store.clean_leftovers(out) == [
+        f"removed {left}, a temporary store left next to out.zarr by an interrupted run "
+        f"(process {os.getpid()})."
+    ]
+    assert siblings(out) == []
+
+
 def test_signals_are_deferred_while_moving_stores():
     reached = []
     with pytest.raises(KeyboardInterrupt):

@@ -292,6 +292,11 @@ class _State:
     finished: str = ""
     started: bool = False
     done: bool = False
+    pending: Any = None  # the store being written, once there is one
+
+    @property
+    def complete(self) -> bool:
+        return self.done or bool(self.pending is not None and self.pending.committed)
 
     @property
     def prog(self) -> str:
@@ -317,6 +322,14 @@ def _si(x: float) -> str:
         if abs(x) >= factor:
             return f"{x / factor:.3g}{suffix}"
     return f"{x:.3g}"
+
+
+def _bytes(n: float) -> str:
+    """A size in bytes, e.g. ``1.2 GB``."""
+    for factor, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if n >= factor:
+            return f"{n / factor:.2g} {unit}"
+    return f"{int(n)} B"
 
 
 def _clock(seconds: float) -> str:
@@ -554,7 +567,7 @@ def _open(source: _Input) -> Any:
     """Open the input lazily: metadata only, one independent read task per chunk."""
     import xarray as xr
 
-    from .errors import require
+    from .errors import MissingExtraError, require
 
     # inline_array: every chunk read is its own root task, so dask streams through the
     # chunks instead of reading a whole variable first (see xtramgrad.chunked)
@@ -570,8 +583,13 @@ def _open(source: _Input) -> Any:
         )
     try:
         return opener()
-    except ImportError:
+    except MissingExtraError:
         raise
+    except ImportError as err:
+        raise MissingExtraError(
+            f"reading input {source.path} needs a module that is not installed "
+            f"({_one_line(err)}); install the io extra: pip install -e \".[io]\""
+        ) from err
     except Exception as err:
         raise UsageError(
             f"cannot read input {source.path} as a {source.label}: "
@@ -658,7 +676,7 @@ def order_hint(ds: Any, source: str) -> str | None:
         f"hint: the bins of {source} are poorly ordered: the neighbours of each block of "
         f"{block} bins fall in {mean:.0f} of its {n_blocks} blocks on average (sorted bins "
         f"need about {3**d}), so every chunk reads many others. Sort them once (in memory, "
-        f"about {ds.nbytes / 1e9:.2g} GB): xtramgrad sort {shlex.quote(source)} -o "
+        f"about {_bytes(ds.nbytes)}): xtramgrad sort {shlex.quote(source)} -o "
         f"{shlex.quote(out)} and run grad on {shlex.quote(out)}"
     )
 
@@ -890,7 +908,7 @@ def run_grad(args: argparse.Namespace, state: _State | None = None) -> int:
         result.attrs["source"] = os.path.abspath(args.input)
         result.attrs["history"] = f"xtramgrad grad (xtramgrad {__version__})"
         state.started = True
-        pending = prepare_zarr(
+        pending = state.pending = prepare_zarr(
             result, target, overwrite=args.overwrite, inputs=[source.path],
             option="--overwrite", notify=lambda m: _note(state, m),
         )
@@ -927,7 +945,7 @@ def run_sort(args: argparse.Namespace, state: _State | None = None) -> int:
     block = args.chunks or (chunks[0] if chunks and len(chunks) > 1 else min(n, DEFAULT_CHUNK))
     block = max(1, min(block, max(n, 1)))
     _say(args, f"sorting the {n} bins of {source.path} along a {args.curve} curve, in memory "
-         f"(about {ds.nbytes / 1e9:.2g} GB)")
+         f"(about {_bytes(ds.nbytes)})")
     bar = ProgressBar(0, 0, n, label="reading ", unit="tasks", enabled=not args.quiet)
     ok = False
     try:
@@ -943,7 +961,7 @@ def run_sort(args: argparse.Namespace, state: _State | None = None) -> int:
         var.encoding = {}
     out = planned.chunk({"bin": block})
     state.started = True
-    pending = prepare_zarr(
+    pending = state.pending = prepare_zarr(
         out, target, overwrite=args.overwrite, inputs=[source.path], option="--overwrite",
         notify=lambda m: _note(state, m),
     )
@@ -1060,7 +1078,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _State], int]] = {
 
 
 def _stopped(state: _State, how: str) -> None:
-    what = state.finished if state.done else state.unchanged
+    what = state.finished if state.complete else state.unchanged
     print(f"{state.prog}: {how}; {what or 'nothing was written'}", file=sys.stderr, flush=True)
 
 

@@ -403,7 +403,7 @@ def clean_leftovers(path: str | os.PathLike[str]) -> list[str]:
             else:
                 _rmtree(lo.path)
                 notes.append(
-                    f"removed {lo.path.name}, an incomplete store left next to {target.name} "
+                    f"removed {lo.path.name}, a temporary store left next to {target.name} "
                     f"by an interrupted run (process {lo.pid})."
                 )
         except OSError as err:
@@ -531,8 +531,10 @@ class _Swap:
     overwrite: bool
     option: str
     shown: str
+    committed: bool = False
 
     def commit(self) -> None:
+        old: Path | None = None
         with deferred_signals():
             check_output(self.target, overwrite=self.overwrite, option=self.option)
             if not (self.temp / MARKER).is_file():
@@ -543,22 +545,28 @@ class _Swap:
             os.remove(self.temp / MARKER)
             if os.path.lexists(self.target):
                 if _exchange(self.temp, self.target):
-                    _rmtree(self.temp)  # now the previous store
+                    old = self.temp  # now holds the previous store
                 else:
-                    aside = _sibling(self.target, PREVIOUS)
-                    os.rename(self.target, aside)
+                    old = _sibling(self.target, PREVIOUS)
+                    os.rename(self.target, old)
                     try:
                         os.rename(self.temp, self.target)
                     except BaseException:
-                        os.rename(aside, self.target)
+                        os.rename(old, self.target)
                         raise
-                    _rmtree(aside)
             else:
                 _rename_new(self.temp, self.target)
             _fsync_dir(self.target.parent)
+            self.committed = True
             _forget(self.temp)
+        # the new store is in place; deleting the old one may take a while and can be
+        # interrupted: what is left of it is a leftover that the next write removes
+        if old is not None:
+            _rmtree(old)
 
     def abort(self) -> None:
+        if self.committed:
+            return
         with deferred_signals():
             with contextlib.suppress(OSError):
                 os.remove(self.temp / MARKER)  # tasks still running stop writing
@@ -651,6 +659,11 @@ class PendingZarr:
         """Number of chunk-writing tasks."""
         return len(self.sizes)
 
+    @property
+    def committed(self) -> bool:
+        """Whether the new store is in place at :attr:`path`."""
+        return self._swap is not None and self._swap.committed
+
     def commit(self) -> None:
         """Move the finished store into place (after every chunk was written)."""
         assert self._swap is not None
@@ -661,7 +674,8 @@ class PendingZarr:
             raise
 
     def abort(self) -> None:
-        """Discard the temporary store; the output path is left as it was."""
+        """Discard the temporary store; the output path is left as it was (a no-op once
+        committed)."""
         assert self._swap is not None
         self._swap.abort()
 
