@@ -897,3 +897,13 @@ def test_face_area_units_follow_space_units():
     ds = xtramgrad.from_neighbours([[0.0, 0, 0], [1, 0, 0]], [[1], [0]], units="um",
                                    face_area=[[2.0], [2.0]])
     assert ds.face_area.attrs["units"] == "um^2"
+
+
+def test_a_prefix_kept_by_xarray_is_refused_by_the_bounds_check():
+    ds = grid_d((4, 5))
+    prefix = ds.isel(bin=slice(0, 7))  # bin stays 0..6: only the table can tell
+    with pytest.raises(TessellationError, match=r"holds position 7 at bin 1, outside \[0, 6\]"
+                                                r".*keeping the first rows.*xtramgrad.isel"):
+        prefix.tram.grad("D")
+    sub = isel(ds, bin=slice(0, 7))
+    assert rows_of(sub) == expected_isel(ds, list(range(7)))

@@ -712,8 +712,8 @@ def _problem_message(
         f"it to -1: ds['neighbours'] = ds.neighbours.where(ds.neighbours != {value}, -1); "
         "if the table is one-based (UGRID start_index=1), convert it: ds['neighbours'] = "
         "(ds.neighbours - 1).where(ds.neighbours != <padding>, -1); if bins were removed "
-        "(ds.isel, ds.sel) from a Dataset without a 'bin' coordinate, select from the "
-        "original Dataset with xtramgrad.isel(original, bin=...)."
+        "(ds.isel, ds.sel, e.g. keeping the first rows) without renumbering the table, "
+        "select from the original Dataset with xtramgrad.isel(original, bin=...)."
     )
 
 
