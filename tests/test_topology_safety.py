@@ -907,3 +907,15 @@ def test_a_prefix_kept_by_xarray_is_refused_by_the_bounds_check():
         prefix.tram.grad("D")
     sub = isel(ds, bin=slice(0, 7))
     assert rows_of(sub) == expected_isel(ds, list(range(7)))
+
+
+def test_gradients_do_not_depend_on_the_layout():
+    pts = np.random.default_rng(9).random((200, 2))
+    padded = xtramgrad.voronoi(pts, layout="padded")
+    ragged = xtramgrad.voronoi(pts, layout="ragged")
+    for ds in (padded, ragged):
+        ds["D"] = ds.center.sel(space="x") ** 2 - ds.center.sel(space="y")
+    want = padded.tram.grad("D").values
+    np.testing.assert_array_equal(ragged.tram.grad("D").values, want)
+    lazy = ragged.chunk({"bin": 40, "edge": 300}).tram.grad("D").compute()
+    np.testing.assert_allclose(lazy.values, want, rtol=1e-13, atol=1e-13)
