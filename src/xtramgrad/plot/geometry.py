@@ -87,9 +87,8 @@ class Polygons(NamedTuple):
         """
         v = self.verts
         j = np.arange(v.shape[1])
-        last = np.maximum(self.counts - 1, 0)
-        src = np.minimum(j[None, :], last[:, None])
-        return np.take_along_axis(v, src[..., None], axis=1)
+        last = v[np.arange(len(v)), np.maximum(self.counts - 1, 0)]
+        return np.where((j[None, :] < self.counts[:, None])[..., None], v, last[:, None, :])
 
 
 # --------------------------------------------------------------------------- basics
@@ -674,24 +673,29 @@ def neighbour_cells(
     for lo in range(0, len(sel), BLOCK):
         b = sel[order[lo : lo + BLOCK]]
         blocks.append(_cells_block(b, pts[b], table, pts, float(spacing), halfplanes))
-    cells = _assemble(blocks, pts[sel[order]])
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return Polygons(cells.verts[inverse], cells.counts[inverse])
+    return _assemble(blocks, pts[sel], [order[lo : lo + BLOCK]
+                                        for lo in range(0, len(sel), BLOCK)])
 
 
-def _assemble(blocks: list[_Work], origin: np.ndarray) -> Polygons:
-    """One padded array of absolute corners from blocks of relative ones (slots past each
-    polygon's count are left unspecified)."""
+def _assemble(
+    blocks: list[_Work], origin: np.ndarray, where: list[np.ndarray] | None = None
+) -> Polygons:
+    """One padded array of absolute corners from blocks of relative ones, block ``i``
+    going to the rows ``where[i]`` (default: one after the other). Slots past each
+    polygon's count are left unspecified."""
     width = max((int(b.k.max()) if len(b.k) else 1 for b in blocks), default=1)
-    verts = np.zeros((len(origin), max(width, 1), 2))
+    verts = np.empty((len(origin), max(width, 1), 2))
     counts = np.zeros(len(origin), dtype=np.int64)
     lo = 0
-    for b in blocks:
+    for i, b in enumerate(blocks):
         n, w = len(b.k), min(b.x.shape[1], width)
-        verts[lo : lo + n, :w, 0] = b.x[:, :w] + origin[lo : lo + n, 0, None]
-        verts[lo : lo + n, :w, 1] = b.y[:, :w] + origin[lo : lo + n, 1, None]
-        counts[lo : lo + n] = b.k
+        rows = np.arange(lo, lo + n) if where is None else where[i]
+        o = origin[rows]
+        verts[rows, :w, 0] = b.x[:, :w] + o[:, 0, None]
+        verts[rows, :w, 1] = b.y[:, :w] + o[:, 1, None]
+        if w < width:
+            verts[rows, w:] = 0.0
+        counts[rows] = b.k
         lo += n
     return Polygons(verts, counts)
 

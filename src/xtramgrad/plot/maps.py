@@ -356,7 +356,7 @@ def draw_map(
             artist.set_facecolor("none")
             artist.set_edgecolor("tab:grey" if edgecolor in ("white", "face") else edgecolor)
             artist.set_linewidth(max(linewidth, 0.5))
-        ax.add_collection(artist)
+        ax.add_collection(artist, autolim=False)  # limits set below, cheaply
         _fit(ax, polys)
     artist.set_gid("xtramgrad-cells")
     label_axes(ax, ds, v.plane)
