@@ -268,6 +268,27 @@ def test_stored_polygons_are_drawn_exactly(cell_vertex, error):
         assert np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)) > 0  # CCW
 
 
+def test_tramway_hexagons_are_drawn_with_their_own_polygons():
+    """A TRamWAy hexagon analysis read from a .rwa draws TRamWAy's hexagons, whose areas are
+    TRamWAy's own cell areas (``volume``); border cells are not enlarged."""
+    pytest.importorskip("tramway")
+    from pathlib import Path as FilePath
+
+    rwa = FilePath(__file__).parent / "data" / "sample.rwa"
+    ds = xtramgrad.from_tramway(str(rwa), label="hexagon")
+    if "cell_vertex" not in ds.variables:
+        pytest.skip("this from_tramway does not read the cell polygons")
+    assert maps.cell_kind(ds) == "polygons"
+    ax = ds.tram.plot_map("diffusivity_D")
+    paths = _cells(ax)[0].get_paths()
+    vertex, table = ds.vertex.values, ds.cell_vertex.values
+    for path, row, area in zip(paths, table, ds.volume.values, strict=True):
+        ref = vertex[row[row >= 0]]
+        assert _shoelace(_corners(path)) == pytest.approx(area, rel=1e-9)
+        d = np.linalg.norm(_corners(path)[:, None] - ref[None], axis=2)
+        assert d.min(axis=1).max() == 0 and d.min(axis=0).max() == 0
+
+
 def test_cells_option_errors():
     ds = xtramgrad.voronoi(np.random.default_rng(0).random((20, 2)))
     with pytest.raises(ValueError, match="cells='hexes'; expected one of"):
@@ -311,6 +332,12 @@ def test_plot_map_colour_limits(kwargs, expected):
     ds = xtramgrad.open_sample("kmeans")
     (coll,) = _cells(ds.tram.plot_map("D", **kwargs))
     np.testing.assert_allclose(coll.get_clim(), expected(ds.D.values))
+
+
+def test_plot_map_of_a_constant_has_a_range_around_it():
+    ds = xtramgrad.grid((3, 3), D=np.full(9, 0.1))
+    (coll,) = _cells(ds.tram.plot_map("D"))
+    np.testing.assert_allclose(coll.get_clim(), [0.095, 0.105])
 
 
 COMPONENTS = [

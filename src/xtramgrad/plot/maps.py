@@ -278,8 +278,11 @@ def colours(
             cmap = "RdBu_r"
     if cmap is None:
         cmap = "viridis"
-    if not lo < hi:
-        lo, hi = (lo - 0.5, hi + 0.5) if lo == hi else (hi, lo)
+    if lo == hi:  # one value: a small range around it
+        half = 0.05 * abs(lo) if lo != 0 else 0.5
+        lo, hi = lo - half, hi + half
+    elif lo > hi:
+        lo, hi = hi, lo
     below = bool(np.any(vals < lo))
     above = bool(np.any(vals > hi))
     extend = "both" if below and above else "min" if below else "max" if above else "neither"
