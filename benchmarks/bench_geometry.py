@@ -6,7 +6,7 @@ call of the same points says what the exact clipping costs on top of the diagram
 Uniform random points in the unit square / cube, the Delaunay table of
 ``xtramgrad.voronoi`` (built once, not timed), the default bounds (the points' bounding
 box). ``grid_geometry`` is timed against building the grid itself
-(``xtramgrad.grid(shape, geometry=False)``).
+(``xtramgrad.grid(shape, geometry=False, layout="padded")``).
 
     python benchmarks/bench_geometry.py [--quick] [--repeat N] [--large]
 
@@ -70,10 +70,10 @@ def grid_series(sizes: list[tuple[int, ...]], repeat: int) -> None:
     print("\n## grid_geometry (inference connectivity) against building the grid's table")
     print(f"{'shape':>16s} {'grid() s':>9s} {'grid_geometry s':>16s} {'ratio':>6s}")
     for shape in sizes:
-        table = xtramgrad.grid(shape, geometry=False).neighbours.values
+        table = xtramgrad.grid(shape, geometry=False, layout="padded").neighbours.values
         times = timed(
             {
-                "grid": lambda s=shape: xtramgrad.grid(s, geometry=False),
+                "grid": lambda s=shape: xtramgrad.grid(s, geometry=False, layout="padded"),
                 "ours": lambda s=shape, t=table: grid_geometry(s, 1.0, t),
             },
             repeat,

@@ -532,11 +532,19 @@ def test_tiling_guard(monkeypatch):
         pytest.param((2, 3), 1.0, [[1], [1]], 0, r"neighbours\[1, 0\] = 1 names the bin",
                      id="self"),
         pytest.param((2, 3), 1.0, [[1.0]], 0, r"expected an \(m, k\) integer", id="dtype"),
+        pytest.param((2, 3), 1.0, ([0, 2, 1], [1, 2]), 0, r"indptr non-decreasing",
+                     id="indptr"),
+        pytest.param((2, 3), 1.0, ([0, 1, 2], [1, 9]), 0,
+                     r"neighbours indices\[1\] = 9; expected a flat", id="indices-range"),
     ],
 )
 def test_grid_geometry_errors(shape, spacing, table, start, match):
+    if not isinstance(table, tuple):
+        table = np.asarray(table)
+    else:
+        table = tuple(np.asarray(a) for a in table)
     with pytest.raises(TessellationError, match=match):
-        grid_geometry(shape, spacing, np.asarray(table), start=start)
+        grid_geometry(shape, spacing, table, start=start)
 
 
 def test_grid_geometry_blocks_and_distant_entries():
@@ -552,3 +560,12 @@ def test_grid_geometry_blocks_and_distant_entries():
     # bins that do not touch share nothing
     far, _ = grid_geometry(shape, spacing, np.array([[23, 5]]))
     np.testing.assert_array_equal(far, [[0.0, 0.0]])
+    # compressed rows: the same areas, aligned with indices
+    present = table >= 0
+    indptr = np.r_[0, np.cumsum(present.sum(1))]
+    flat, flat_vol = grid_geometry(shape, spacing, (indptr, table[present]))
+    np.testing.assert_array_equal(flat, face[present])
+    np.testing.assert_array_equal(flat_vol, vol)
+    block, _ = grid_geometry(shape, spacing, (indptr[5:18] - indptr[5],
+                                              table[present][indptr[5]:indptr[17]]), start=5)
+    np.testing.assert_array_equal(block, face[5:17][present[5:17]])

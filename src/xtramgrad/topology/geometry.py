@@ -701,15 +701,16 @@ def grid_geometry(
         Bins per axis (C order, as :func:`xtramgrad.grid`).
     spacing : float or sequence of float
         Cell size per axis.
-    neighbours : array-like (m, k) of int
+    neighbours : array-like (m, k) of int, or ``(indptr, indices)``
         Rows ``start:start + m`` of the grid's neighbour table (flat C-order positions,
-        padded with -1), in any connectivity and order.
+        padded with -1), in any connectivity and order; or the same rows compressed
+        (``indptr`` of length m + 1, starting at 0).
     start : int
         Flat position of the first row (for a block of a chunked table).
 
     Returns
     -------
-    face_area : ndarray (m, k)
+    face_area : ndarray (m, k), or (len(indices),) for ``(indptr, indices)``
         The product of the other spacings for a face neighbour (1.0 in 1D), 0 for a
         diagonal neighbour (cells that share an edge or a corner only) or a bin that does
         not touch, NaN at padding.
@@ -719,7 +720,7 @@ def grid_geometry(
     Examples
     --------
     >>> import xtramgrad
-    >>> ds = xtramgrad.grid((2, 3), spacing=(0.5, 2.0))
+    >>> ds = xtramgrad.grid((2, 3), spacing=(0.5, 2.0), geometry=False)
     >>> face, vol = grid_geometry((2, 3), (0.5, 2.0), ds.neighbours.values)
     >>> ds.neighbours.values[0].tolist(), face[0].tolist()
     ([1, 3, 4, -1, -1, -1, -1, -1], [0.5, 2.0, 0.0, nan, nan, nan, nan, nan])
@@ -729,51 +730,87 @@ def grid_geometry(
     With a chunked table, per block (``block_info`` gives its first row):
 
     >>> import dask.array as da
-    >>> lazy = xtramgrad.grid((2, 3), spacing=(0.5, 2.0), chunks=4).neighbours.data
+    >>> lazy = xtramgrad.grid((2, 3), spacing=(0.5, 2.0), chunks=4, geometry=False)
     >>> area = da.map_blocks(
     ...     lambda t, block_info=None: grid_geometry(
     ...         (2, 3), (0.5, 2.0), t, start=block_info[0]["array-location"][0][0])[0],
-    ...     lazy, dtype=float)
+    ...     lazy.neighbours.data, dtype=float)
     >>> bool(np.array_equal(area.compute(), face, equal_nan=True))
     True
     """
     shape_t, spacing_a = _grid_args(shape, spacing)
     n = int(np.prod(shape_t))
-    table = np.asarray(neighbours)
-    if table.ndim != 2 or not np.issubdtype(table.dtype, np.integer):
-        raise TessellationError(
-            f"neighbours has shape {table.shape} and dtype {table.dtype}; expected an (m, k) "
-            "integer table padded with -1."
+    if isinstance(neighbours, tuple) and len(neighbours) == 2:
+        indptr, cols = (np.asarray(a) for a in neighbours)
+        ok = indptr.ndim == cols.ndim == 1 and all(
+            np.issubdtype(a.dtype, np.integer) for a in (indptr, cols)
         )
-    m = len(table)
+        if not ok or len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(cols) or np.any(
+            np.diff(indptr) < 0
+        ):
+            raise TessellationError(
+                f"neighbours=(indptr, indices) has shapes {indptr.shape}, {cols.shape}; "
+                "expected 1-D integer arrays, indptr non-decreasing from 0 to len(indices)."
+            )
+        m = len(indptr) - 1
+        counts = np.diff(indptr)
+
+        def expand(per_row: np.ndarray) -> np.ndarray:
+            return np.repeat(per_row, counts)
+
+        where = "neighbours indices[{}]"
+    else:
+        cols = np.asarray(neighbours)
+        if cols.ndim != 2 or not np.issubdtype(cols.dtype, np.integer):
+            raise TessellationError(
+                f"neighbours has shape {cols.shape} and dtype {cols.dtype}; expected an "
+                "(m, k) integer table padded with -1, or an (indptr, indices) pair."
+            )
+        m = len(cols)
+
+        def expand(per_row: np.ndarray) -> np.ndarray:
+            return per_row[:, None]
+
+        where = "neighbours[{}]"
     if not 0 <= start <= n - m:
         raise TessellationError(
             f"rows start={start} to {start + m} are not inside the grid's {n} bins."
         )
-    bad = (table < -1) | (table >= n)
+    bad = (cols < -1) | (cols >= n)
     if bad.any():
-        i, r = (int(v) for v in np.argwhere(bad)[0])
+        at = tuple(int(v) for v in np.argwhere(bad)[0])
         raise TessellationError(
-            f"neighbours[{i}, {r}] = {int(table[i, r])}; expected a flat grid position in "
-            f"[0, {n}) or -1 for padding."
+            f"{where.format(', '.join(map(str, at)))} = {int(cols[at])}; expected a flat "
+            f"grid position in [0, {n}) or -1 for padding."
         )
-    pad = table < 0
-    rows = np.stack(np.unravel_index(np.arange(start, start + m), shape_t), axis=-1)
-    nbr = np.stack(np.unravel_index(np.where(pad, 0, table), shape_t), axis=-1)
-    step = np.abs(nbr - rows[:, None, :])
-    moved = step != 0
-    count = moved.sum(axis=-1)
-    own = (count == 0) & ~pad
+    pad = cols < 0
+    rows = np.arange(start, start + m, dtype=np.int64)
+    # per axis: how far the neighbour is, and along which axis it moved
+    moved = np.zeros(cols.shape, dtype=np.int8)
+    axis = np.zeros(cols.shape, dtype=np.int8)
+    far = np.zeros(cols.shape, dtype=bool)
+    for a, stride in enumerate(_strides(shape_t)):
+        step = (cols // stride) % shape_t[a] - expand((rows // stride) % shape_t[a])
+        along = step != 0
+        moved += along
+        axis += along * np.int8(a)
+        far |= (step > 1) | (step < -1)
+    own = (moved == 0) & ~pad
     if own.any():
-        i, r = (int(v) for v in np.argwhere(own)[0])
+        at = tuple(int(v) for v in np.argwhere(own)[0])
         raise TessellationError(
-            f"neighbours[{i}, {r}] = {start + i} names the bin itself; a bin is not its own "
-            "neighbour."
+            f"{where.format(', '.join(map(str, at)))} = {int(cols[at])} names the bin itself; "
+            "a bin is not its own neighbour."
         )
     cell = float(np.prod(spacing_a))
-    is_face = (count == 1) & (step.max(axis=-1) == 1)
-    area = np.where(is_face, cell / spacing_a[np.argmax(moved, axis=-1)], 0.0)
+    face = (moved == 1) & ~far
+    area = np.where(face, (cell / spacing_a)[np.where(face, axis, 0)], 0.0)
     return np.where(pad, np.nan, area), np.full(m, cell)
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    """Flat-position strides of a C-order grid."""
+    return [int(np.prod(shape[a + 1 :])) for a in range(len(shape))]
 
 
 def grid_bounds(
