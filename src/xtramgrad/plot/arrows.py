@@ -214,6 +214,9 @@ def draw_arrows(
         qk = ax.quiverkey(q, pos[0], pos[1], length, text, labelpos="W",
                           coordinates=key_coordinates, fontproperties={"size": 8})
         qk.set_gid("xtramgrad-key")
+        if key_coordinates == "axes" and key is True and not ax.get_title(loc="right"):
+            # a blank right-hand title: constrained layout then keeps room for the key
+            ax.set_title(" ", loc="right", fontsize=9)
     return q, qk, arr
 
 
