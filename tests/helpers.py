@@ -28,3 +28,24 @@ class CountingScheduler:
 def no_compute() -> Any:
     """Context manager in which any dask compute raises."""
     return dask.config.set(scheduler=CountingScheduler(0))
+
+
+def assert_same(chunked: Any, eager: Any, *, bitwise: bool = False, rtol: float = 1e-12) -> None:
+    """A chunked (dask-backed) result equals the eager one: same dims, coordinates, attrs,
+    name and NaN pattern; values bit for bit (``bitwise``) or within ``rtol`` of the scale."""
+    import numpy as np
+    import xarray as xr
+
+    assert chunked.chunks is not None, "expected a dask-backed result"
+    got = chunked.compute()
+    assert got.dims == eager.dims and got.shape == eager.shape
+    assert got.name == eager.name and got.attrs == eager.attrs
+    xr.testing.assert_identical(got.coords.to_dataset(), eager.coords.to_dataset())
+    a, b = got.values, eager.values
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    if bitwise:
+        np.testing.assert_array_equal(a, b)
+        return
+    ok = ~np.isnan(b)
+    scale = max(1.0, float(np.abs(b[ok]).max())) if ok.any() else 1.0
+    assert np.max(np.abs(a[ok] - b[ok]), initial=0.0) <= rtol * scale

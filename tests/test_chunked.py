@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import xtramgrad
-from helpers import CountingScheduler, no_compute  # noqa: E402  (tests/ is on sys.path)
+from helpers import CountingScheduler, assert_same, no_compute  # noqa: E402  (tests/ is on sys.path)
 from xtramgrad import TessellationError
 from xtramgrad.chunked import HALO_ATTR, PLAN_ATTRS, chunk_dependencies
 from xtramgrad.topology import hilbert_key
@@ -20,22 +20,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 # --------------------------------------------------------------------------- helpers
-
-
-def assert_same(chunked: xr.DataArray, eager: xr.DataArray) -> None:
-    """Same dims, coords, NaN pattern; values equal within 1e-12 (relative to the scale)."""
-    assert chunked.chunks is not None, "expected a dask-backed result"
-    got = chunked.compute()
-    assert got.dims == eager.dims
-    assert got.shape == eager.shape
-    a, b = got.values, eager.values
-    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-    scale = max(1.0, float(np.nanmax(np.abs(b)))) if np.isfinite(b).any() else 1.0
-    ok = ~np.isnan(b)
-    assert np.max(np.abs(a[ok] - b[ok]), initial=0.0) <= 1e-12 * scale
-    xr.testing.assert_identical(got.drop_vars(list(got.coords)), eager.drop_vars(
-        list(eager.coords)).copy(data=a))
-    assert got.attrs == eager.attrs
 
 
 def vector_mean_slope(center, value, neighbour_center, neighbour_value, neighbour_mask):

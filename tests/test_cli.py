@@ -77,6 +77,48 @@ def test_eps_gradn_and_overwrite(store, tmp_path, tessellation, capsys):
     close(xr.open_zarr(out).grad_V, tessellation.tram.grad("V", method="gradn"))
 
 
+@pytest.mark.parametrize(
+    "argv, kw",
+    [
+        pytest.param(["--method", "lsq", "--power", "1"], {"method": "lsq", "power": 1},
+                     id="lsq-power"),
+        pytest.param(["--method", "lsq2", "--cutoff", "inf"],
+                     {"method": "lsq2", "cutoff": float("inf")}, id="lsq2-cutoff"),
+        pytest.param(["--method", "local", "--bandwidth", "0.1", "--degree", "2"],
+                     {"method": "local", "bandwidth": 0.1, "degree": 2}, id="local"),
+    ],
+)
+def test_every_registered_method_with_its_options(store, tmp_path, tessellation, argv, kw):
+    out = tmp_path / "out.zarr"
+    assert main(["grad", str(store), "-v", "V", *argv, "-o", str(out), "--quiet"]) == 0
+    got = xr.open_zarr(out).grad_V
+    close(got, tessellation.tram.grad("V", **kw))
+    assert got.attrs["xtramgrad_method"] == kw["method"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        pytest.param(["--method", "lsq", "--bandwidth", "1"],
+                     "--method lsq takes no --bandwidth", id="foreign-option"),
+        pytest.param(["--method", "lsq", "--power", "-1"], "power=-1; expected", id="bad-value"),
+        pytest.param(["--method", "gradn", "--eps", "0"], "--method gradn takes no --eps",
+                     id="selection-on-gradn"),
+        pytest.param(["--method", "local", "--degree", "3"], "degree=3; expected",
+                     id="bad-degree"),
+    ],
+)
+def test_method_option_errors_before_reading(store, tmp_path, capsys, argv, message):
+    from helpers import no_compute
+
+    with no_compute():  # detected from the metadata: nothing is read
+        code = main(["grad", str(store), "-v", "V", *argv, "-o", str(tmp_path / "o.zarr")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_errors(store, tmp_path, capsys):
     out = str(tmp_path / "o.zarr")
     with pytest.raises(SystemExit):

@@ -8,7 +8,6 @@ offset test) and, in a few places, TRamWAy 0.7 itself (``tests/tramway_reference
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 

@@ -189,7 +189,8 @@ def test_weights_to_csr_layout_2d_rows_per_axis():
             cols = G.indices[G.indptr[r] : G.indptr[r + 1]]
             assert cols.tolist() == nb.src[nb.indptr[i] : nb.indptr[i + 1]].tolist() + [i]
             np.testing.assert_array_equal(
-                G.data[G.indptr[r] : G.indptr[r + 1] - 1], res.w[nb.indptr[i] : nb.indptr[i + 1], j]
+                G.data[G.indptr[r] : G.indptr[r + 1] - 1],
+                res.w[nb.indptr[i] : nb.indptr[i + 1], j],
             )
 
 

@@ -142,7 +142,7 @@ def test_summary_of_dask_backed_dataset_computes_nothing_by_default():
         s = ds.tram.summary()
         text = repr(ds.tram)
     assert s.degree is None and "not computed" in text
-    assert "5 chunk(s) of 1,000 bins: center, neighbours, D" in text
+    assert "5 chunk(s) of 1,000 bins: center, neighbours, face_area, volume, D" in text
     full = ds.tram.summary(compute=True)
     assert full.degree == (3, pytest.approx((4 * 3 + 2 * (98 + 48) * 5 + 98 * 48 * 8) / 5000), 8)
     assert full.measurements[0].missing == 0

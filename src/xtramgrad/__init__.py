@@ -11,7 +11,6 @@ np.float64(1.0)
 from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
 from . import samples
 from .chunked import plan
-from .io.store import store_zarr
 from .core import (
     DEFAULT_SELECTION_ANGLE,
     grad,
@@ -24,16 +23,21 @@ from .core import (
 )
 from .errors import TessellationError
 from .io import from_tramway, from_ugrid, to_tramway
+from .io.store import store_zarr
 from .kernels import Method, register_method, unregister_method
-from .selection import Selection
-from .plot import plot_gradient, plot_map, plot_selection
+from .plot import plot_compare, plot_gradient, plot_map, plot_selection
 from .samples import open_sample
+from .selection import Selection
 from .summary import summary
 from .topology import (
+    AsymmetryWarning,
+    concat,
     from_adjacency,
     from_neighbours,
     grid,
+    isel,
     sort,
+    symmetrize,
     unsort,
     validate,
     voronoi,
@@ -42,6 +46,11 @@ from .topology import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsymmetryWarning",
+    "concat",
+    "isel",
+    "plot_compare",
+    "symmetrize",
     "DEFAULT_SELECTION_ANGLE",
     "Selection",
     "TessellationError",

@@ -7,7 +7,7 @@ function of the same name with ``self._ds`` as first argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,14 @@ class TramAccessor:
         """Each bin's neighbours' offsets; see :func:`xtramgrad.neighbour_offsets`."""
         return core.neighbour_offsets(self._ds, rings=rings)
 
+    def isel(self, bin: Any = None, *, layout: str | None = None, **indexers: Any) -> xr.Dataset:
+        """Select or reorder bins, renumbering the table; see :func:`xtramgrad.isel`."""
+        return topology.isel(self._ds, bin=bin, layout=layout, **indexers)
+
+    def symmetrize(self, *, layout: str | None = None) -> xr.Dataset:
+        """Add the missing reverse neighbour entries; see :func:`xtramgrad.symmetrize`."""
+        return topology.symmetrize(self._ds, layout=layout)
+
     def validate(self) -> xr.Dataset:
         """Check the tessellation thoroughly; see :func:`xtramgrad.validate`."""
         return topology.validate(self._ds)
@@ -137,3 +145,13 @@ class TramAccessor:
     def plot_selection(self, bin: int, **kwargs: Any) -> Any:
         """Neighbour selection around one bin; see :func:`xtramgrad.plot_selection`."""
         return _plot.plot_selection(self._ds, bin, **kwargs)
+
+    def plot_compare(
+        self,
+        variable: Hashable,
+        methods: Sequence[str | Mapping[str, Any]] = ("grad1", "gradn"),
+        **kwargs: Any,
+    ) -> Any:
+        """Gradient methods side by side, against a known gradient; see
+        :func:`xtramgrad.plot_compare`."""
+        return _plot.plot_compare(self._ds, variable, methods, **kwargs)

@@ -92,30 +92,56 @@ class MethodInfo(NamedTuple):
 
 
 def methods() -> dict[str, MethodInfo]:
-    """The gradient methods of ``--method`` and the options each takes.
+    """The gradient methods of ``--method`` and the options each takes, from the method
+    registry (:data:`xtramgrad.kernels.METHODS`).
 
     The one place the command line reads them from (the parser's choices and help, the
     option checks).
 
     Examples
     --------
-    >>> {"grad1", "gradn"} <= set(methods())
+    >>> {"grad1", "gradn", "lsq", "lsq2", "local"} <= set(methods())
     True
     >>> methods()["gradn"].options
     ()
+    >>> methods()["lsq"].options
+    ('--power', '--cutoff')
     """
-    from .core import METHODS
+    from .kernels import METHODS
 
-    known = {
-        "grad1": MethodInfo(
-            "TRamWAy's per-axis 3-point regression with 2-point fallback (default)",
-            SELECTION_OPTIONS,
-        ),
-        "gradn": MethodInfo(
-            "multidimensional order-2 regression over every measured neighbour", ()
-        ),
+    return {
+        name: MethodInfo(
+            m.summary,
+            (SELECTION_OPTIONS if m.uses_selection else ())
+            + tuple(_flag(p.name) for p in m.options),
+        )
+        for name, m in METHODS.items()
     }
-    return {name: known.get(name, MethodInfo(name, ())) for name in METHODS}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def method_params() -> dict[str, Any]:
+    """Every option of the registered methods, by name (the parser adds one flag each)."""
+    from .kernels import METHODS
+
+    out: dict[str, Any] = {}
+    for m in METHODS.values():
+        for p in m.options:
+            out.setdefault(p.name, p)
+    return out
+
+
+def _cli_value(text: str) -> Any:
+    """A method option's value from the command line: a number where it is one."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def selection_rules() -> tuple[str, ...]:
@@ -213,9 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--method", default="grad1", choices=list(table), help="gradient method (see below)",
     )
+    from .kernels import METHODS
+
+    for name, param in method_params().items():
+        defaults = {
+            m: p.default for m, meth in METHODS.items() for p in meth.options if p.name == name
+        }
+        said = ", ".join(f"{m}: {v}" for m, v in defaults.items())
+        g.add_argument(
+            _flag(name), dest=f"option_{name}", type=_cli_value, default=None,
+            metavar=name.upper(), help=f"{param.doc} (default {said})",
+        )
     g.add_argument(
         "--na", type=float, default=math.nan,
-        help="value of a component with no neighbour on either side (default NaN)",
+        help="value of a component the data do not determine (default NaN)",
     )
     g.add_argument(
         "--chunks", type=int, metavar="N",
@@ -820,9 +857,18 @@ def _write_distributed(client: Any, pending: Any, bar: ProgressBar) -> None:
         raise
 
 
+def method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options given on the command line (``--power 1`` -> ``{"power": 1}``)."""
+    return {
+        name: getattr(args, f"option_{name}")
+        for name in method_params()
+        if getattr(args, f"option_{name}", None) is not None
+    }
+
+
 def _check_grad_options(args: argparse.Namespace, ds: Any, variables: list[str]) -> None:
     """Every option check of ``grad``, from the metadata alone (nothing is read)."""
-    from .core import _field, resolve_selection
+    from .core import _field, resolve_request, resolve_selection
     from .topology import topology
 
     info = methods()[args.method]
@@ -830,6 +876,7 @@ def _check_grad_options(args: argparse.Namespace, ds: Any, variables: list[str])
         "--selection": args.selection,
         "--selection-angle": args.selection_angle,
         "--eps": args.eps,
+        **{_flag(name): value for name, value in method_options(args).items()},
     }
     bad = [opt for opt, value in given.items() if value is not None and opt not in info.options]
     if bad:
@@ -839,12 +886,14 @@ def _check_grad_options(args: argparse.Namespace, ds: Any, variables: list[str])
             f"{' and '.join(bad)}."
         )
     topo = topology(ds, labels=args.selection == "labels")
-    if any(opt in info.options for opt in SELECTION_OPTIONS):
-        try:
+    try:
+        if any(opt in info.options for opt in SELECTION_OPTIONS):
             resolve_selection(topo.ndim, args.selection, args.selection_angle, args.eps)
-        except ValueError as err:  # TessellationError or ValueError: a bad option
-            shown = " ".join(f"{opt} {v}" for opt, v in given.items() if v is not None)
-            raise UsageError(f"{shown}: {_one_line(err)}") from err
+        resolve_request(topo.ndim, args.method, args.selection, args.selection_angle,
+                        args.eps, args.na, method_options(args))
+    except ValueError as err:  # TessellationError or ValueError: a bad option
+        shown = " ".join(f"{opt} {v}" for opt, v in given.items() if v is not None)
+        raise UsageError(f"{shown}: {_one_line(err)}" if shown else _one_line(err)) from err
     for name in variables:
         _field(ds, name)
 
@@ -900,6 +949,7 @@ def run_grad(args: argparse.Namespace, state: _State | None = None) -> int:
                 selection_angle=args.selection_angle,
                 eps=args.eps,
                 na=args.na,
+                **method_options(args),
             )
         except ValueError as err:
             raise UsageError(_one_line(err)) from err

@@ -63,6 +63,7 @@ class Request:
     options: dict[str, Any]
     selection: Selection | None
     na: float
+    notes: tuple[tuple[str, Any], ...] = ()  # extra attrs (e.g. how a bandwidth was chosen)
 
     @property
     def name(self) -> str:
@@ -83,6 +84,7 @@ class Request:
             out["xtramgrad_options"] = " ".join(f"{k}={v}" for k, v in self.options.items())
         if not np.isnan(self.na):
             out["xtramgrad_na"] = self.na
+        out.update(self.notes)
         return out
 
 
@@ -110,7 +112,8 @@ def resolve_request(
         if linear:
             raise ValueError(
                 "a user gradient function need not be linear: operators and uncertainty "
-                f"need a registered linear method ({sorted(m for m in METHODS if METHODS[m].linear)})."
+                "need a registered linear method "
+                f"({sorted(m for m in METHODS if METHODS[m].linear)})."
             )
         if sel_given or options:
             raise ValueError(
@@ -203,16 +206,20 @@ def _bin_chunks(*arrays: xr.DataArray | None) -> tuple[int, ...] | None:
 def _table_vars(topo: Topology, labels: bool) -> tuple[list[xr.DataArray], list[list[str]]]:
     """The table (and labels) as apply_ufunc inputs with their core dims."""
     ragged = getattr(topo, "layout", "padded") == "ragged"
+    args: list[xr.DataArray]
+    dims: list[list[str]]
     if ragged:
-        args = [_count(topo), topo.neighbours]
-        dims = [[BIN], [topo.neighbours.dims[0]]]
+        count = _count(topo)
+        assert count is not None
+        args = [count, topo.neighbours]
+        dims = [[BIN], [str(topo.neighbours.dims[0])]]
     else:
         args = [topo.neighbours]
         dims = [[BIN, NBR]]
     if labels:
         assert topo.labels is not None
         args.append(topo.labels)
-        dims.append(list(topo.labels.dims))
+        dims.append([str(dim) for dim in topo.labels.dims])
     return args, dims
 
 
@@ -229,9 +236,9 @@ def _table_kernel(
     sig = tables_l.pop() if sigma else None
     lab = tables_l.pop() if labels else None
     centers = np.asarray(centers, dtype=np.float64).reshape(centers.shape[-2:])
-    n, d = centers.shape
+    n, d = int(centers.shape[0]), int(centers.shape[1])
     if ragged:
-        count, edges = (np.asarray(t) for t in tables_l)
+        count, edges = np.asarray(tables_l[0]), np.asarray(tables_l[1])
         count = count.reshape(-1)[-n:] if count.ndim > 1 else count
         table = np.asarray(edges).reshape(-1) if edges.ndim > 1 else edges
         indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
@@ -302,11 +309,9 @@ def _gathered_kernel(
 
 def _check_block(centers: np.ndarray, table: np.ndarray, indptr: np.ndarray) -> None:
     """Value checks of a lazily loaded tessellation, inside the task."""
-    from .kernels.stencil import pad_rows
     from .topology import check_values
 
-    padded = table if indptr.size == 0 else pad_rows(indptr, table)
-    check_values(centers, padded)
+    check_values(centers, table, count=None if indptr.size == 0 else np.diff(indptr))
 
 
 def _check_sigma(sigma: np.ndarray, values: np.ndarray) -> None:
@@ -477,8 +482,9 @@ def pointwise(func: Callable[..., Any]) -> Callable[..., np.ndarray]:
 
 
 def _names(variables: Hashable | Sequence[Hashable]) -> tuple[list[Hashable], bool]:
-    many = not isinstance(variables, str) and isinstance(variables, Sequence)
-    return (list(variables) if many else [variables]), many
+    if not isinstance(variables, str) and isinstance(variables, Sequence):
+        return list(variables), True
+    return [variables], False
 
 
 def _resolve_auto(
@@ -487,11 +493,18 @@ def _resolve_auto(
     """Resolve data-driven options (``bandwidth="auto"``) from the field itself."""
     if req.method is None or req.options.get("bandwidth") != "auto":
         return req
-    from .kernels.bandwidth import choose_bandwidth
+    from .kernels.bandwidth import GRADIENT_FACTOR, choose_bandwidth
 
     bw, info = choose_bandwidth(ds, field, topo, req)
     options = dict(req.options, bandwidth=bw)
-    return Request(req.method, req.func, options, req.selection, req.na)
+    factor = GRADIENT_FACTOR[int(req.options["degree"])]
+    notes = (
+        ("xtramgrad_bandwidth", bw),
+        ("xtramgrad_bandwidth_choice",
+         f"auto: generalized cross-validation of {field.name} (bandwidth {info['gcv']:.4g}, "
+         f"typical spacing {info['spacing']:.4g}) times {factor:.3g} for the gradient"),
+    )
+    return Request(req.method, req.func, options, req.selection, req.na, notes)
 
 
 def grad(
@@ -524,9 +537,9 @@ def grad(
           quadratic is not determined with redundancy, linear least squares (flagged).
         * ``"lsq"`` (``power=2``, ``cutoff=3``): weighted linear least squares over the
           1-ring: exact for linear fields, first order on irregular meshes.
-        * ``"lsq2"`` (``power=2``, ``cutoff=6``): weighted quadratic least squares over the
+        * ``"lsq2"`` (``power=2``, ``cutoff=4``): weighted quadratic least squares over the
           2-ring: exact for quadratic fields, second order on irregular meshes.
-        * ``"local"`` (``bandwidth="auto"`` or a length, ``degree=2``): a Gaussian-weighted
+        * ``"local"`` (``bandwidth="auto"`` or a length, ``degree=1``): a Gaussian-weighted
           local polynomial fit, the bias-variance knob for noisy maps.
 
         A callable is a vectorised user gradient receiving keyword arrays ``center``

@@ -24,8 +24,11 @@ class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 
 
-def require(module: str, extra: str, purpose: str) -> ModuleType:
+def require(module: str, extra: str, purpose: str, package: str | None = None) -> ModuleType:
     """Import ``module`` or raise an ImportError naming the pip extra that installs it.
+
+    ``package`` is the requirement to suggest for a plain ``pip install`` (default: the
+    module's top-level name), e.g. ``"tramway==0.7"``.
 
     Examples
     --------
@@ -43,5 +46,5 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         raise MissingExtraError(
             f"{purpose} needs {top}, which is not installed; install it with "
             f'`pip install -e ".[{extra}]"` from a checkout of xtramgrad (or `pip install '
-            f"{top}`)."
+            f"{package or top}`)."
         ) from err

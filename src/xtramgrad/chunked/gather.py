@@ -26,7 +26,6 @@ locality: a stale plan raises inside the task, it never gives wrong numbers.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -127,15 +126,13 @@ def _stale(j: int, row: int | None, lo: int, hi: int, starts: np.ndarray) -> Tes
 
 
 def _check_rows(table: np.ndarray, indptr: np.ndarray | None, lo: int, n: int, d: int) -> None:
+    """The value checks of a chunk's rows of the table, inside its task."""
     from ..topology import check_values
 
-    if indptr is None:
-        rows = np.arange(lo, lo + table.shape[0])
-        check_values(np.zeros((0, d)), table, None, rows=rows, n_bins=n)
-    else:
-        padded = pad_rows(indptr - indptr[0], table)
-        rows = np.arange(lo, lo + len(indptr) - 1)
-        check_values(np.zeros((0, d)), padded, None, rows=rows, n_bins=n)
+    m = table.shape[0] if indptr is None else len(indptr) - 1
+    count = None if indptr is None else np.diff(indptr)
+    check_values(np.zeros((0, d)), table, None, rows=np.arange(lo, lo + m), n_bins=n,
+                 count=count)
 
 
 def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stops: np.ndarray,
@@ -300,11 +297,13 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         indptr_full = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
         edge_chunks = tuple(int(indptr_full[b[c + 1]] - indptr_full[b[c]]) for c in range(nc))
         table = _as_dask(topo.neighbours.data, (edge_chunks,))
-        tkey = lambda s: (table.name, s)  # noqa: E731
+        def tkey(s: int) -> tuple[Any, ...]:
+            return (table.name, s)
     else:
         k = int(topo.neighbours.sizes["nbr"])
         table = _as_dask(topo.neighbours.transpose("bin", "nbr").data, (chunks, (k,)))
-        tkey = lambda s: (table.name, s, 0)  # noqa: E731
+        def tkey(s: int) -> tuple[Any, ...]:  # type: ignore[misc]
+            return (table.name, s, 0)
 
     def ip(c: int) -> np.ndarray | None:
         return None if indptr_full is None else indptr_full[b[c] : b[c + 1] + 1]

@@ -324,7 +324,7 @@ def radius_dependencies(
     through the table: chunks whose box is within ``radius`` of the chunk's box, restricted
     to those connected to it through ``deps`` within that distance."""
     nc = len(boxes)
-    out = []
+    out: list[tuple[int, ...]] = []
     for c in range(nc):
         lo, hi = boxes[c]
         if np.isnan(lo).any():

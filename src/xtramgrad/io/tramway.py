@@ -73,8 +73,9 @@ _RESERVED = (
 
 
 def _import_tramway() -> Any:
-    require("tramway", "tramway", "reading or writing TRamWAy analyses")
-    return require("tramway.core.analyses.base", "tramway", "reading TRamWAy analyses")
+    require("tramway", "tramway", "reading or writing TRamWAy analyses", "tramway==0.7")
+    return require("tramway.core.analyses.base", "tramway", "reading TRamWAy analyses",
+                   "tramway==0.7")
 
 
 # --------------------------------------------------------------------------- files

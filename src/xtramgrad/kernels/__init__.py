@@ -35,7 +35,7 @@ from .engine import get_backend, missing_patterns, numba_available, run, set_bac
 from .fits import FLAG_FALLBACK, FLAG_OK, FLAG_UNDEFINED, Weights
 from .job import Gathered, Job
 from .methods import METHODS, Method, register_method, resolve_options, unregister_method
-from .stencil import Neighbourhood, Radius, Rings, as_csr, build_neighbourhood
+from .stencil import Neighbourhood, Radius, Rings
 
 __all__ = [
     "Selection",

@@ -29,8 +29,9 @@ Structure
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
   fused single-slice cone kernel :func:`grad1_cone_single`) because its selection rules decide
   sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
-  (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are looked up in a table of decisions
-  made by numpy's own ``arccos``; a tie missing from the table is reported back (``miss``)
+  (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are
+  looked up in a table of decisions made by numpy's own ``arccos``; a tie missing from
+  the table is reported back (``miss``)
   and the bin recomputed once the caller has extended the table.
 
 Nothing of size (edges, ...) is allocated: the cost is the gather of the stencils' values
@@ -57,6 +58,7 @@ CHOL_RATIO = 1e-4  # squared Cholesky pivots within this ratio: no eigenvalue is
 
 MODE_VALUES = 0
 MODE_STD = 1
+MODE_LEVERAGE = 2  # the bin's own coefficient (the smoother's leverage, for GCV)
 
 
 # =========================================================================== rows, stencils
@@ -66,7 +68,7 @@ def row(table, indptr, i, nbr, slot):  # pragma: no cover - replaced by the over
     raise NotImplementedError
 
 
-@overload(row, jit_options={"cache": True})
+@overload(row, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _row_overload(table, indptr, i, nbr, slot):
     """Present neighbours of bin ``i``: fills ``nbr`` (positions) and ``slot`` (where each
     sits in the table, for labels); returns their count."""
@@ -99,7 +101,7 @@ def label_of(labels, i, s):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-@overload(label_of, jit_options={"cache": True})
+@overload(label_of, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _label_overload(labels, i, s):
     if labels.ndim == 2:
         return lambda labels, i, s: labels[i, s]
@@ -193,6 +195,49 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
         out[i] = size
         best = max(best, size)
     return best
+
+
+@_jit
+def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, radius):
+    """The stencils of ``targets`` as CSR ``(sindptr, ids, ring)``, in the order of
+    :func:`stencil`."""
+    n = centers.shape[0]
+    mark = np.full(n, -1, dtype=np.int64)
+    rowmax = table.shape[1] if table.ndim == 2 else 1
+    if table.ndim == 1:
+        for b in range(n):
+            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    nbr = np.empty(rowmax, dtype=np.int64)
+    slot = np.empty(rowmax, dtype=np.int64)
+    buf = np.empty(max(16, rowmax), dtype=np.int64)
+    rbuf = np.empty(buf.shape[0], dtype=np.int8)
+    m = targets.shape[0]
+    sindptr = np.zeros(m + 1, dtype=np.int64)
+    ids = np.empty(max(16, m * rowmax), dtype=np.int64)
+    ring = np.empty(ids.shape[0], dtype=np.int8)
+    pos = 0
+    for t in range(m):
+        while True:
+            size = _stencil_capped(targets[t], table, indptr, centers, rings, widen_to,
+                                   min_points, radius, mark, buf, rbuf, nbr, slot)
+            if size >= 0:
+                break
+            buf = np.empty(2 * buf.shape[0], dtype=np.int64)
+            rbuf = np.empty(buf.shape[0], dtype=np.int8)
+            mark[:] = -1
+        while pos + size > ids.shape[0]:
+            bigger = np.empty(2 * ids.shape[0], dtype=np.int64)
+            bigger[:pos] = ids[:pos]
+            ids = bigger
+            rb = np.empty(ids.shape[0], dtype=np.int8)
+            rb[:pos] = ring[:pos]
+            ring = rb
+        for e in range(size):
+            ids[pos + e] = buf[e]
+            ring[pos + e] = rbuf[e]
+        pos += size
+        sindptr[t + 1] = pos
+    return sindptr, ids[:pos], ring[:pos]
 
 
 @_jit
@@ -624,7 +669,7 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
 def local_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``local``: ``par = (bandwidth, degree)``; quantities: gradient, then
     the fitted value. See fits.local_weights."""
-    l = par[0]
+    bw = par[0]
     degree = int(par[1])
     phi = work.phi
     wt = work.wt
@@ -651,7 +696,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
                 continue
             r2 = 0.0
             for a in range(d):
-                z[a] = off[e, a] / l
+                z[a] = off[e, a] / bw
                 r2 += z[a] * z[a]
             _monomials(z, d, use_degree, True, phi[m])
             wt[m] = math.exp(-0.5 * r2)
@@ -672,7 +717,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
         for q in range(d + 1):
             w[e, q] = 0.0
     for q in range(d + 1):
-        s = l if q < d else 1.0
+        s = bw if q < d else 1.0
         if mask & (1 << q):
             for r in range(m):
                 w[idx[r], q] = work.pinv[q, r] / s
@@ -736,6 +781,8 @@ def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row
             for e in range(deg):
                 acc += wo[e, o] * yv[e]
             out_row[o] = acc + c0o[o] * y0
+        elif mode == MODE_LEVERAGE:
+            out_row[o] = c0o[o]
         else:
             for e in range(deg):
                 acc += wo[e, o] * wo[e, o] * sig[e] * sig[e]

@@ -25,19 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from .fits import local_weights
-from .stencil import Radius, build_neighbourhood
+from .fits import local_weights, segment_sum
 
 __all__ = ["typical_spacing", "gcv_scores", "gcv_bandwidth", "SAMPLE", "GRADIENT_FACTOR"]
 
-#: Bins on which the GCV score is estimated.
-SAMPLE = 4000
+#: Bins on which the GCV score is estimated (fewer in 3D, where stencils are larger).
+SAMPLE = 3000
 #: Slices of the field pooled in the score.
 MAX_SLICES = 8
 #: Candidate bandwidths, in multiples of the typical spacing (then refined).
-GRID = 2.0 ** np.arange(-1.0, 6.5, 0.5)
-#: The gradient's bandwidth, in multiples of the field's GCV bandwidth.
-GRADIENT_FACTOR = 1.0
+GRID = 2.0 ** np.arange(-0.5, 2.51, 0.5)
+#: The gradient's bandwidth, in multiples of the field's GCV bandwidth, per degree of the
+#: local fit (measured on noisy maps: see docs/methods.md, "Noise").
+GRADIENT_FACTOR = {1: 2.0**0.5, 2: 2.0**-0.5}
 #: How many bandwidths the stencil of ``local`` reaches (as in the method).
 REACH = 3.0
 
@@ -66,39 +66,124 @@ def typical_spacing(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray
     return float(np.median(length))
 
 
+def _stencils(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray,
+              targets: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Radius stencils of ``targets``: ``(sindptr, ids)`` (compiled when available)."""
+    from .engine import numba_available, resolve_backend
+
+    if numba_available() and resolve_backend(None) == "numba":
+        from . import _numba
+
+        sp, ids, _ = _numba.walk_stencils(
+            np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
+            np.ascontiguousarray(centers, dtype=np.float64), np.asarray(targets, np.int64),
+            1, 0, 0, float(radius),
+        )
+        return sp, ids
+    sp, ids, _ = build_stencil_csr(indptr, indices, centers, targets, radius)
+    return sp, ids
+
+
+def build_stencil_csr(indptr, indices, centers, targets, radius):  # noqa: ANN001, ANN201
+    from .stencil import radius_stencil
+
+    return radius_stencil(indptr, indices, centers, targets, radius)
+
+
 def gcv_scores(
     values: np.ndarray, centers: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     targets: np.ndarray, bandwidths: np.ndarray, degree: int,
 ) -> np.ndarray:
-    """GCV score of each bandwidth, on bins ``targets`` of ``values`` (S, n)."""
-    scores = np.full(len(bandwidths), np.inf)
-    valid_all = ~np.isnan(values)
-    for b, l in enumerate(bandwidths):
-        nb = build_neighbourhood(Radius(REACH * float(l)), indptr, indices, centers, targets)
-        res_sq = 0.0
-        lev = 0.0
-        count = 0
-        patterns = {}
-        for s in range(values.shape[0]):
-            key = valid_all[s].tobytes() if not valid_all[s].all() else b""
-            if key not in patterns:
-                w = local_weights(nb, valid_all[s][nb.src], bandwidth=float(l), degree=degree)
-                patterns[key] = w
-            w = patterns[key]
-            d = nb.ndim
-            fit_w, fit_c = w.w[:, d], w.c0[:, d]
-            y = values[s]
-            y_src = np.where(np.isnan(y[nb.src]), 0.0, y[nb.src])
-            from .fits import segment_sum
+    """GCV score of each bandwidth, on bins ``targets`` of ``values`` (S, n).
 
-            yhat = segment_sum(fit_w * y_src, nb.indptr) + fit_c * y[nb.targets]
-            ok = ~np.isnan(yhat) & ~np.isnan(y[nb.targets]) & (w.flag != 2)
-            res_sq += float(np.sum((y[nb.targets][ok] - yhat[ok]) ** 2))
-            lev += float(np.sum(fit_c[ok]))
-            count += int(ok.sum())
-        if count and lev < count:
-            scores[b] = count * res_sq / (count - lev) ** 2
+    The stencil is walked once, for the largest bandwidth; each candidate keeps the entries
+    within its own reach (the same bins as its own walk on a convex domain).
+    """
+    from .engine import numba_available, resolve_backend
+
+    sp, ids = _stencils(indptr, indices, centers, targets, REACH * float(np.max(bandwidths)))
+    m = len(targets)
+    d = centers.shape[1]
+    deg = np.diff(sp)
+    k = int(deg.max(initial=1))
+    rows = np.repeat(np.arange(m), deg)
+    slots = np.arange(len(ids)) - np.repeat(sp[:-1], deg)
+    off = centers[ids] - centers[targets][rows]
+    dist = np.sqrt(np.einsum("ed,ed->e", off, off))
+    vals = np.asarray(values, dtype=np.float64)
+    own = vals[:, targets]
+    compiled = numba_available() and resolve_backend(None) == "numba"
+    scores = np.full(len(bandwidths), np.inf)
+    for b, bw in enumerate(bandwidths):
+        keep = dist <= REACH * float(bw)
+        if compiled:
+            yhat, lev = _fit_compiled(own, vals, centers, targets, ids, rows, slots, keep, m,
+                                      k, d, float(bw), degree)
+        else:
+            yhat, lev = _fit_numpy(vals, centers, indptr, indices, targets, keep, sp, ids, m,
+                                   d, float(bw), degree)
+        ok = ~np.isnan(yhat) & ~np.isnan(own) & ~np.isnan(lev)
+        count = int(ok.sum())
+        trace = float(lev[ok].sum())
+        if count and trace < count:
+            res = float(np.sum((own[ok] - yhat[ok]) ** 2))
+            scores[b] = count * res / (count - trace) ** 2
     return scores
+
+
+def _fit_compiled(own, vals, centers, targets, ids, rows, slots, keep, m, k, d, bw, degree):  # noqa: ANN001, ANN202, E501
+    """Fitted values and leverages of the sampled bins by the compiled ``local`` map."""
+    from . import _numba
+
+    s_count = vals.shape[0]
+    nc = np.full((m, k, d), np.nan)
+    nv = np.full((s_count, m, k), np.nan)
+    r, sl, j = rows[keep], slots[keep], ids[keep]
+    nc[r, sl] = centers[j]
+    nv[:, r, sl] = vals[:, j]
+    ring = np.ones((m, k), dtype=np.int8)
+    comb = np.zeros((1, d + 1))
+    comb[0, d] = 1.0
+    par = np.array([bw, float(degree)])
+    out = np.empty((s_count, m, 1))
+    flags = np.empty((s_count, m), dtype=np.int8)
+    conds = np.empty((s_count, m))
+    center = np.ascontiguousarray(centers[targets])
+    code = _numba.METHOD_CODES["local"]
+    own_c = np.ascontiguousarray(own)
+    _numba.drive_gathered(code, own_c, own_c, center, nv, nv, nc, ring, par, d + 1, comb,
+                          _numba.MODE_VALUES, np.nan, out, flags, conds)
+    yhat = out[:, :, 0].copy()
+    _numba.drive_gathered(code, own_c, own_c, center, nv, nv, nc, ring, par, d + 1, comb,
+                          _numba.MODE_LEVERAGE, np.nan, out, flags, conds)
+    return yhat, out[:, :, 0]
+
+
+def _fit_numpy(vals, centers, indptr, indices, targets, keep, sp, ids, m, d, bw, degree):  # noqa: ANN001, ANN202, E501
+    """Fitted values and leverages of the sampled bins by the numpy ``local`` map."""
+    from .stencil import Neighbourhood
+
+    deg = np.diff(sp)
+    rows_all = np.repeat(np.arange(m), deg)
+    kept = keep
+    cnt = np.bincount(rows_all[kept], minlength=m)
+    indptr_k = np.concatenate([[0], np.cumsum(cnt)]).astype(np.int64)
+    j = ids[kept]
+    rows = rows_all[kept]
+    own_c = centers[targets]
+    nb = Neighbourhood(indptr_k, rows, j, np.asarray(targets), centers[j] - own_c[rows], own_c,
+                       centers[j], None, np.ones(len(j), dtype=np.int8))
+    s_count = vals.shape[0]
+    yhat = np.full((s_count, m), np.nan)
+    lev = np.full((s_count, m), np.nan)
+    for s in range(s_count):
+        y = vals[s]
+        ok = ~np.isnan(y[nb.src])
+        w = local_weights(nb, ok, bandwidth=bw, degree=degree)
+        y_src = np.where(ok, y[nb.src], 0.0)
+        yhat[s] = segment_sum(w.w[:, d] * y_src, nb.indptr) + w.c0[:, d] * y[nb.targets]
+        lev[s] = np.where(w.flag != 2, w.c0[:, d], np.nan)
+    return yhat, lev
 
 
 def gcv_bandwidth(
@@ -118,7 +203,9 @@ def gcv_bandwidth(
             f"bandwidth='auto' needs at least 10 measured bins to choose a bandwidth; the "
             f"field has {len(measured)}. Pass a bandwidth in space units."
         )
-    targets = np.sort(rng.choice(measured, size=min(SAMPLE, len(measured)), replace=False))
+    d = centers.shape[1]
+    sample = SAMPLE if d < 3 else SAMPLE // 4
+    targets = np.sort(rng.choice(measured, size=min(sample, len(measured)), replace=False))
     h0 = typical_spacing(indptr, indices, centers, targets)
     grid = h0 * GRID
     scores = gcv_scores(values, centers, indptr, indices, targets, grid, degree)
@@ -132,13 +219,35 @@ def gcv_bandwidth(
         "scores": np.concatenate([scores, fine_scores]),
         "gcv": chosen,
     }
-    return chosen * GRADIENT_FACTOR, info
+    return chosen * GRADIENT_FACTOR[degree], info
+
+
+#: Bins of the contiguous window a chunked field's bandwidth is chosen on.
+WINDOW = 50_000
 
 
 def choose_bandwidth(ds: Any, field: Any, topo: Any, req: Any) -> tuple[float, dict[str, Any]]:
-    """The ``bandwidth="auto"`` of a field of a tessellation Dataset (eager data)."""
+    """The ``bandwidth="auto"`` of a field of a tessellation Dataset.
+
+    Eager data: on a random sample of its bins. Dask-backed data: on a contiguous window of
+    at most :data:`WINDOW` bins in the middle of the bin order (taken with
+    :func:`xtramgrad.isel`, which loads only that window): for bins sorted along a
+    space-filling curve (:func:`xtramgrad.sort`) the window is a compact region of space.
+    """
     from ..topology import table_csr
 
+    n = int(topo.center.sizes["bin"])
+    lazy = any(
+        a is not None and getattr(a, "chunks", None) is not None
+        for a in (field, topo.center, topo.neighbours)
+    )
+    if lazy and n > WINDOW:
+        from ..topology import isel, topology
+
+        lo = (n - WINDOW) // 2
+        sub = isel(ds[[field.name]].assign(center=topo.center), bin=slice(lo, lo + WINDOW))
+        sub = sub.load()
+        return choose_bandwidth(sub, sub[field.name], topology(sub), req)
     indptr, indices = table_csr(topo)
     centers = np.asarray(topo.center.values, dtype=np.float64)
     batch = [d for d in field.dims if d != "bin"]

@@ -84,7 +84,8 @@ class _Generic:
             nv = np.ascontiguousarray(g.values, dtype=np.float64)
             ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
             _numba.drive_gathered(
-                _numba.METHOD_CODES[self.name], values, sigma, np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
+                _numba.METHOD_CODES[self.name], values, sigma,
+                np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
                 np.ascontiguousarray(g.center, dtype=np.float64),
                 np.ascontiguousarray(g.ring, dtype=np.int8), par, nq, comb, mode, na, out,
                 flags, conds,
@@ -97,7 +98,8 @@ class _Generic:
         kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points, radius,
                                     sizes)
         _numba.drive_table(
-            _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen, min_points, radius,
+            _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen,
+            min_points, radius,
             max(int(kmax), 1), par, nq, comb, mode, na, out, flags, conds,
         )
         return out, flags

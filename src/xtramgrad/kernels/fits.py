@@ -145,7 +145,7 @@ def ls_map(
     -------
     w (E, Q), c0 (n, Q), rank (n,), null (n, Q) bool (not determined), cond (n,)
     """
-    n, p = nb.n, phi.shape[1]
+    p = phi.shape[1]
     wphi = phi * wt[:, None]
     normal = segment_sum(wphi[:, :, None] * phi[:, None, :], nb.indptr)  # (n, p, p)
     if center == "free":
@@ -156,6 +156,7 @@ def ls_map(
     sel = pinv[:, out_cols, :]  # (n, Q, p)
     w = np.einsum("eqp,ep->eq", sel[rows], wphi)
     if center == "free":
+        assert center_weight is not None
         c0 = sel[:, :, 0] * center_weight[:, None]
     else:
         c0 = -segment_sum(w, nb.indptr)
@@ -387,11 +388,11 @@ def local_weights(
     """
     d = nb.ndim
     n = nb.n
-    l = float(bandwidth)
-    z = nb.offsets / l
+    bw = float(bandwidth)
+    z = nb.offsets / bw
     r2 = np.einsum("ed,ed->e", z, z)
     wt = np.where(ok, np.exp(-0.5 * r2), 0.0)
-    scale = np.full(n, l)
+    scale = np.full(n, bw)
     one = np.ones(n)
     out_cols = np.concatenate([np.arange(1, d + 1), [0]])
     out_power = np.concatenate([np.ones(d), [0.0]])

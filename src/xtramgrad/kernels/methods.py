@@ -273,8 +273,9 @@ def _degree(value: Any) -> int:
 
 #: Default weight exponent of ``lsq`` (see docs/methods.md for the measurements).
 LSQ_POWER = 2.0
-#: Default long-entry cutoff of ``lsq`` / ``lsq2``.
+#: Default long-entry cutoff of ``lsq``, and of ``lsq2`` (whose entries reach the 2-ring).
 LSQ_CUTOFF = 3.0
+LSQ2_CUTOFF = 4.0
 #: How many bandwidths the stencil of ``local`` reaches.
 LOCAL_REACH = 3.0
 
@@ -327,7 +328,7 @@ def _register_builtins() -> tuple[str, ...]:
             nb, ok, power=power, cutoff=cutoff, fallback_power=LSQ_POWER,
             fallback_cutoff=LSQ_CUTOFF,
         ),
-        _lsq2_stencil, options=(power, Param("cutoff", 2 * LSQ_CUTOFF, cutoff.doc, _cutoff)),
+        _lsq2_stencil, options=(power, Param("cutoff", LSQ2_CUTOFF, cutoff.doc, _cutoff)),
         quantities=("gradient", "hessian"),
         compiled=_compiled.generic(
             "lsq2", lambda o: (o["power"], o["cutoff"], LSQ_POWER, LSQ_CUTOFF)
@@ -344,7 +345,7 @@ def _register_builtins() -> tuple[str, ...]:
             Param("bandwidth", "auto",
                   "Gaussian kernel width in space units, or 'auto' (generalized "
                   "cross-validation)", _bandwidth, cli_type=str),
-            Param("degree", 2, "1 (local linear) or 2 (local quadratic)", _degree,
+            Param("degree", 1, "1 (local linear) or 2 (local quadratic)", _degree,
                   cli_type=int),
         ),
         quantities=("gradient", "fit"),

@@ -534,13 +534,9 @@ def _voronoi_tables(
     from .geometry import voronoi_geometry
 
     face_attrs, vol_attrs = _geometry_attrs(units, d)
-    if resolved == "ragged":  # voronoi_geometry aligns areas with a padded table
-        _, volume = voronoi_geometry(pts, np.full((n, 1), -1, dtype=np.int64), bounds)
-        tables = table_variables(indptr, indices, {}, resolved)
-    else:
-        tables = table_variables(indptr, indices, {}, resolved)
-        face, volume = voronoi_geometry(pts, tables[NEIGHBOURS].values, bounds)
-        tables[FACE_AREA] = xr.Variable((BIN, NBR), face, face_attrs)
+    # areas aligned with the compressed rows, then laid out like the table
+    face, volume = voronoi_geometry(pts, (indptr, indices), bounds)
+    tables = table_variables(indptr, indices, {FACE_AREA: (face, face_attrs)}, resolved)
     tables[VOLUME] = xr.Variable((BIN,), volume, vol_attrs)
     return tables
 
@@ -635,7 +631,8 @@ def grid(
         raise TessellationError(f"spacing={spacing!r}; expected positive finite sizes.")
     offsets = grid_offsets(d, connectivity)
     n = int(np.prod(shape_t))
-    resolved = choose_layout(layout, n, len(offsets), n)  # even degrees: never wasteful
+    # a grid's degrees are even (interior rows full): padding wastes at most the border
+    resolved = choose_layout(layout, n, len(offsets), n * len(offsets))
     if chunks is not None and resolved == "ragged":
         raise ValueError(
             "layout='ragged' and chunks= cannot be combined: a lazy grid is built padded "
