@@ -235,8 +235,9 @@ def _table_kernel(
     tables_l = list(tables)
     sig = tables_l.pop() if sigma else None
     lab = tables_l.pop() if labels else None
-    centers = np.asarray(centers, dtype=np.float64).reshape(centers.shape[-2:])
-    n, d = int(centers.shape[0]), int(centers.shape[1])
+    shape: tuple[int, ...] = tuple(int(v) for v in np.shape(centers))
+    n, d = shape[-2], shape[-1]
+    centers = np.asarray(centers, dtype=np.float64).reshape(n, d)
     if ragged:
         count, edges = np.asarray(tables_l[0]), np.asarray(tables_l[1])
         count = count.reshape(-1)[-n:] if count.ndim > 1 else count
