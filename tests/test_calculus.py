@@ -676,3 +676,16 @@ def test_bad_geometry_values():
     vol["volume"] = ("bin", np.where(np.arange(40) == 2, np.nan, ds.volume.values))
     with pytest.raises(TessellationError, match=r"'volume' is NaN at 1 bin.*fillna"):
         calculus.smoothness_penalty(vol, "gradient")
+
+
+def test_infinite_values_are_refused():
+    ds = voronoi2(40)
+    u = np.ones(40)
+    u[5] = np.inf
+    ds["u"] = ("bin", u)
+    ds["F"] = (("bin", "space"), np.stack([u, u], axis=1))
+    for call in (lambda: calculus.laplacian(ds, "u", method="fv"),
+                 lambda: calculus.laplacian(ds, "u"),
+                 lambda: calculus.div(ds, "F")):
+        with pytest.raises(TessellationError, match=r"infinite value\(s\) \(first at bin 5\)"):
+            call()
