@@ -20,12 +20,13 @@ so chunked results equal eager ones); results are labelled by
 Why a quadratic fit by default
 ------------------------------
 On irregular meshes, applying a first-order gradient twice does not converge: measured on
-random Voronoi meshes of 10^3 to 10^5 bins, ``div(grad f)`` with ``grad1`` or ``gradn``
-*grows* with the number of bins, and with 1-ring least squares it stalls at a fixed fraction
-of ``|lap f|``. The 2-ring quadratic fit ``lsq2`` estimates second derivatives that converge
-(order 1 in the bin spacing), and its gradients are second order, so ``div``, ``curl`` and
-``laplacian`` default to it. ``docs/calculus.md`` and ``benchmarks/calculus.py`` give the
-measured orders per method and mesh.
+random, k-means-like and jittered Voronoi meshes of 10^3 to 10^5 bins, ``div(grad f)`` with
+``grad1`` *grows* like ``1/h`` (7 to 700 times ``|lap f|`` at 10^5 bins), and with ``gradn``
+or 1-ring least squares it stalls at 8-140% of ``|lap f|``. The 2-ring quadratic fit
+``lsq2`` estimates second derivatives that converge (order 1 in the bin spacing), and its
+gradients are second order, so ``div``, ``curl`` and ``laplacian`` default to it.
+``docs/calculus.md`` and ``benchmarks/calculus.py`` give the measured orders per method and
+mesh.
 """
 
 from __future__ import annotations
@@ -455,10 +456,12 @@ def laplacian(
       It is the divergence theorem with the normal derivative on each face taken from the
       two centers: exact on grids (the 5- / 7-point stencil), second order there, and
       conservative. On irregular Voronoi cells it is **not** pointwise consistent (the
-      face midpoint is not on the segment between the centers: errors of order 1 that do
-      not shrink), although solutions of FV equations still converge; prefer ``lsq2`` to
-      *evaluate* a Laplacian. Border cells miss the flux through the domain boundary (a
-      no-flux boundary), as do faces towards bins without a measurement.
+      face midpoint is not on the segment between the centers): its error does not shrink
+      with the bin size (measured: 8% of ``|lap f|`` on k-means-like and jittered meshes,
+      19% on random ones, from 10^3 to 10^5 bins), although solutions of FV equations
+      still converge; prefer ``lsq2`` to *evaluate* a Laplacian. Border cells miss the
+      flux through the domain boundary (a no-flux boundary), as do faces towards bins
+      without a measurement.
 
     Parameters
     ----------
