@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import xtramgrad
 from helpers import assert_same, no_compute  # noqa: E402  (tests/ is on sys.path)
@@ -226,6 +228,25 @@ def test_chunked_field_only_and_time_chunks(func):
     got = func(ds)
     assert got.chunks is not None
     np.testing.assert_array_equal(got.values, eager.values)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), n=st.integers(20, 160), chunk=st.integers(5, 90),
+       which=st.sampled_from(["div", "curl", "lsq2", "fv"]))
+def test_chunked_equals_eager_property(seed, n, chunk, which):
+    rng = np.random.default_rng(seed)
+    ds = xtramgrad.voronoi(rng.random((n, 2)))
+    x, y = xy(ds)
+    ds["u"] = ("bin", np.where(rng.random(n) < 0.1, np.nan, np.sin(4 * x) * y))
+    ds["F"] = (("bin", "space"), np.stack([x * np.cos(y), ds.u.values], axis=1))
+    func = {
+        "div": lambda d: calculus.div(d, "F"),
+        "curl": lambda d: calculus.curl(d, "F", method="lsq"),
+        "lsq2": lambda d: calculus.laplacian(d, "u"),
+        "fv": lambda d: calculus.laplacian(d, "u", method="fv"),
+    }[which]
+    got = func(ds.chunk({"bin": chunk})).values
+    np.testing.assert_array_equal(got, func(ds).values)
 
 
 def test_curl_3d_chunked_equals_eager():
