@@ -262,7 +262,7 @@ def main() -> None:
         meshes3d = ["random", "kmeans", "jittered", "grid"]
         fields_ = ["linear", "quadratic", "sincos"]
         noise_n, levels, draws = 10_000, [0.1, 0.2, 0.3], 3
-    C.header("convergence: error and order per method x mesh x field; noise study")
+    C.header("bench_convergence: error and order per method x mesh x field; noise study")
     out: dict = {"machine": C.machine(), "date": time.strftime("%Y-%m-%d")}
     convergence(sizes, meshes2d, meshes3d, fields_, out)
     noise_study(noise_n, levels, draws, out)

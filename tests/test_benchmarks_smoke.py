@@ -20,10 +20,14 @@ SCRIPTS = {
     "bench_many_fields.py": ["per-field operator cost / floor"],
     "bench_memory.py": ["peak RSS delta / (inputs + output)"],
     "bench_scaling.py": ["max/min time per bin"],
+    "bench_geometry.py": ["voronoi_geometry 2d", "grid_geometry"],
+    "convergence.py": ["order lsq 2D random interior", "noise local auto random"],
+    "calculus.py": ["order curl(grad f) lsq2 random trimmed", "penalty two_point u random"],
 }
 RATIO = re.compile(r"^RATIO (?P<label>.+) = (?P<value>[0-9.e+-]+)x", re.MULTILINE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_benchmark_quick_run(script):
     res = subprocess.run(

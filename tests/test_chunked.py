@@ -384,6 +384,7 @@ def test_sort_errors():
 # --------------------------------------------------------------------------- distributed
 
 
+@pytest.mark.slow
 def test_distributed_local_cluster_processes(voronoi_ds):
     distributed = pytest.importorskip("distributed")
     eager = voronoi_ds.tram.grad("D", method="gradn")

@@ -18,6 +18,7 @@ def test_the_notebooks_are_there():
     assert {p.name for p in NOTEBOOKS} >= {"tour.ipynb", "choosing_a_rule.ipynb"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel draws inline

@@ -9,7 +9,16 @@ np.float64(1.0)
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.tram)
-from . import samples
+from . import calculus, samples
+from .calculus import (
+    curl,
+    curl_operator,
+    div,
+    div_operator,
+    laplacian,
+    laplacian_operator,
+    smoothness_penalty,
+)
 from .chunked import plan
 from .core import (
     DEFAULT_SELECTION_ANGLE,
@@ -46,6 +55,14 @@ from .topology import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "calculus",
+    "curl",
+    "curl_operator",
+    "div",
+    "div_operator",
+    "laplacian",
+    "laplacian_operator",
+    "smoothness_penalty",
     "AsymmetryWarning",
     "concat",
     "isel",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import core, topology
+from . import calculus, core, topology
 from . import plot as _plot
 from . import summary as _repr
 
@@ -90,6 +90,41 @@ class TramAccessor:
     def neighbour_offsets(self, *, rings: int = 1) -> xr.DataArray:
         """Each bin's neighbours' offsets; see :func:`xtramgrad.neighbour_offsets`."""
         return core.neighbour_offsets(self._ds, rings=rings)
+
+    # ------------------------------------------------------------------ vector calculus
+
+    def div(self, field: Any, *, method: Any = "lsq2", **kwargs: Any) -> xr.DataArray:
+        """Divergence of a vector field; see :func:`xtramgrad.div`."""
+        return calculus.div(self._ds, field, method=method, **kwargs)
+
+    def curl(self, field: Any, *, method: Any = "lsq2", **kwargs: Any) -> xr.DataArray:
+        """Curl of a vector field (2D: a scalar; 3D: a vector); see :func:`xtramgrad.curl`."""
+        return calculus.curl(self._ds, field, method=method, **kwargs)
+
+    def laplacian(self, variable: Hashable, *, method: str = "lsq2", **options: Any) -> Any:
+        """Laplacian of a measurement; see :func:`xtramgrad.laplacian`."""
+        return calculus.laplacian(self._ds, variable, method=method, **options)
+
+    def div_operator(self, field: Any = None, *, method: str = "lsq2", **kwargs: Any) -> Any:
+        """The divergence as a sparse matrix; see :func:`xtramgrad.div_operator`."""
+        return calculus.div_operator(self._ds, field, method=method, **kwargs)
+
+    def curl_operator(self, field: Any = None, *, method: str = "lsq2", **kwargs: Any) -> Any:
+        """The curl as a sparse matrix; see :func:`xtramgrad.curl_operator`."""
+        return calculus.curl_operator(self._ds, field, method=method, **kwargs)
+
+    def laplacian_operator(
+        self, variable: Hashable | None = None, *, method: str = "lsq2", **options: Any
+    ) -> Any:
+        """The Laplacian as a sparse matrix; see :func:`xtramgrad.laplacian_operator`."""
+        return calculus.laplacian_operator(self._ds, variable, method=method, **options)
+
+    def smoothness_penalty(self, form: str = "two_point", **kwargs: Any) -> Any:
+        """A quadratic smoothness penalty u^T P u ~ integral |grad u|^2; see
+        :func:`xtramgrad.smoothness_penalty`."""
+        return calculus.smoothness_penalty(self._ds, form, **kwargs)
+
+    # ------------------------------------------------------------------ tables
 
     def isel(self, bin: Any = None, *, layout: str | None = None, **indexers: Any) -> xr.Dataset:
         """Select or reorder bins, renumbering the table; see :func:`xtramgrad.isel`."""

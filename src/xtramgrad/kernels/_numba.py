@@ -49,6 +49,9 @@ from numba.extending import overload
 
 # cached to disk; float division by zero gives inf/NaN as in numpy
 _jit = njit(cache=True, nogil=True, error_model="numpy")
+# the small per-bin helpers are inlined into their callers: a call boundary with array
+# arguments costs numba ~50 ns per array (reference counting), more than the helpers' work
+_inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 # mirror kernels.fits
 RANK_RATIO = 1e-12
@@ -159,13 +162,36 @@ def stencil(
     return size
 
 
-@_jit
+@_inline
 def _dist2(centers, i, j):
     s = 0.0
     for a in range(centers.shape[1]):
         o = centers[j, a] - centers[i, a]
         s += o * o
     return s
+
+
+@_jit
+def padded_to_csr(table):
+    """``(indptr, indices)`` of a padded table (the walks of wide stencils visit many rows:
+    reading them compressed skips the padding)."""
+    n = table.shape[0]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        c = 0
+        for r in range(table.shape[1]):
+            if table[i, r] >= 0:
+                c += 1
+        indptr[i + 1] = indptr[i] + c
+    indices = np.empty(indptr[n], dtype=np.int64)
+    for i in range(n):
+        c = indptr[i]
+        for r in range(table.shape[1]):
+            j = table[i, r]
+            if j >= 0:
+                indices[c] = j
+                c += 1
+    return indptr, indices
 
 
 @_jit
@@ -296,7 +322,7 @@ def _stencil_capped(
 # =========================================================================== least squares
 
 
-@_jit
+@_inline
 def _cholesky(mat, low, p, min_ratio):
     """Cholesky factor of ``mat[:p, :p]`` into ``low``. False unless positive definite with
     every squared pivot at least ``min_ratio`` times the largest (well conditioned)."""
@@ -319,7 +345,7 @@ def _cholesky(mat, low, p, min_ratio):
     return True
 
 
-@_jit
+@_inline
 def _cholesky_solve_unit(low, p, col, x):
     """``x = mat^-1 e_col`` from the Cholesky factor ``low`` of ``mat``."""
     for r in range(p):
@@ -334,7 +360,7 @@ def _cholesky_solve_unit(low, p, col, x):
         x[r] = s / low[r, r]
 
 
-@_jit
+@_inline
 def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_normal, low, x):
     """Rows ``out_cols`` of the pseudo-inverse map of a weighted least-squares fit.
 
@@ -370,7 +396,13 @@ def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_norm
             small = min(small, v)
         mask = (1 << nq) - 1
         return p, math.sqrt(big / small), mask
-    # ill-conditioned or rank-deficient: SVD of the weighted design
+    # ill-conditioned or rank-deficient: SVD of the weighted design (rare: not inlined)
+    return _ls_svd(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows)
+
+
+@_jit
+def _ls_svd(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows):
+    """:func:`_ls_solve` by SVD of the weighted design (accuracy eps * cond)."""
     rows = m + (0 if constrained else 1)
     design = np.zeros((rows, p))
     for e in range(m):
@@ -392,7 +424,6 @@ def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_norm
         for c in range(rank, p):
             if c < vt.shape[0]:
                 null += vt[c, col] * vt[c, col]
-            # directions beyond the number of rows are null too
         if p > vt.shape[0]:
             # vt has min(rows, p) rows: the missing right-singular vectors span the rest
             covered = 0.0
@@ -417,7 +448,7 @@ def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_norm
     return rank, cond, mask
 
 
-@_jit
+@_inline
 def _monomials(z, d, degree, constant, out):
     """Design row of offsets ``z`` (d,) into ``out``; returns its length (see fits.monomials)."""
     c = 0
@@ -436,7 +467,7 @@ def _monomials(z, d, degree, constant, out):
     return c
 
 
-@_jit
+@_inline
 def _median_used(deg, d, off, use, buf):
     m = 0
     for e in range(deg):
@@ -448,11 +479,17 @@ def _median_used(deg, d, off, use, buf):
             m += 1
     if m == 0:
         return np.nan
-    srt = np.sort(buf[:m])
-    return 0.5 * (srt[(m - 1) // 2] + srt[m // 2])
+    for a in range(1, m):  # insertion sort in place: rows are short
+        v = buf[a]
+        b = a - 1
+        while b >= 0 and buf[b] > v:
+            buf[b + 1] = buf[b]
+            b -= 1
+        buf[b + 1] = v
+    return 0.5 * (buf[(m - 1) // 2] + buf[m // 2])
 
 
-@_jit
+@_inline
 def _rms(deg, d, off, use):
     s = 0.0
     k = 0.0
@@ -467,7 +504,21 @@ def _rms(deg, d, off, use):
     return h
 
 
-@_jit
+@_inline
+def _inverse_power(r2, power):
+    """``|o|^-power`` from ``r2 = |o|^2`` (the usual exponents without ``pow``)."""
+    if power == 0.0:
+        return 1.0
+    if power == 2.0:
+        return 1.0 / r2
+    if power == 1.0:
+        return 1.0 / math.sqrt(r2)
+    if power == 4.0:
+        return 1.0 / (r2 * r2)
+    return r2 ** (-0.5 * power)
+
+
+@_inline
 def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, work):
     """Weighted LS through the center over entries ``use``: fills ``w[:, :nq]``, ``c0``.
     Returns (rank, cond, mask)."""
@@ -489,7 +540,7 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
         if r2 <= 0.0:
             continue
         _monomials(z, d, degree, False, phi[m])
-        wt[m] = 1.0 if power == 0.0 else r2 ** (-0.5 * power)
+        wt[m] = _inverse_power(r2, power)
         idx[m] = e
         m += 1
     for e in range(deg):
@@ -498,7 +549,7 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
     rank, cond, mask = _ls_solve(m, p, phi, wt, True, 0.0, qcols, nq, work.pinv, work.normal,
                                  work.low, work.x)
     for q in range(nq):
-        s = h ** qpow[q]
+        s = h if qpow[q] == 1.0 else (h * h if qpow[q] == 2.0 else h ** qpow[q])
         tot = 0.0
         for r in range(m):
             v = work.pinv[q, r] / s
@@ -514,8 +565,11 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
 
 
 # per-driver scratch of the least-squares maps: phi (K+1, p), wt (K+1,), idx (K+1,), z (d,),
-# pinv (Q, K+2), normal (p, p), low (p, p), x (p,), use (K,), buf (K+1,)
-_WorkT = namedtuple("_WorkT", "phi wt idx z pinv normal low x use buf")
+# pinv (Q, K+2), normal (p, p), low (p, p), x (p,), use (K,), buf (K+1,), use2 (K,),
+# qcols (16,) int, qpow (16,), fpar (4,): nothing is allocated per bin
+_WorkT = namedtuple(
+    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar"
+)
 
 
 @_jit
@@ -524,11 +578,12 @@ def _make_work(k, d, q):
     return _WorkT(
         np.empty((k + 1, p)), np.empty(k + 1), np.empty(k + 1, dtype=np.int64), np.empty(d),
         np.empty((q, k + 2)), np.empty((p, p)), np.zeros((p, p)), np.empty(p),
-        np.empty(k, dtype=np.bool_), np.empty(k + 1),
+        np.empty(k, dtype=np.bool_), np.empty(k + 1), np.empty(k, dtype=np.bool_),
+        np.empty(16, dtype=np.int64), np.empty(16), np.empty(4),
     )
 
 
-@_jit
+@_inline
 def lsq_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``lsq``: ``par = (power, cutoff)``. See fits.lsq_weights."""
     power = par[0]
@@ -542,8 +597,11 @@ def lsq_bin(deg, d, off, ok, ring, par, w, c0, work):
         for a in range(d):
             c0[a] = np.nan
         return 2, np.nan
-    qcols = np.arange(d)
-    qpow = np.ones(d)
+    qcols = work.qcols
+    qpow = work.qpow
+    for a in range(d):
+        qcols[a] = a
+        qpow[a] = 1.0
     had_long = False
     if math.isfinite(cutoff):
         med = _median_used(deg, d, off, ok, work.buf)
@@ -565,7 +623,7 @@ def lsq_bin(deg, d, off, ok, ring, par, w, c0, work):
     return 0, cond
 
 
-@_jit
+@_inline
 def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``gradn`` (corrected, free center counted k times), with its linear
     fallback (``lsq`` with power 0) where the quadratic is not determined with redundancy."""
@@ -592,7 +650,9 @@ def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
         wt[m] = 1.0
         idx[m] = e
         m += 1
-    qcols = np.arange(1, d + 1)
+    qcols = work.qcols
+    for a in range(d):
+        qcols[a] = a + 1
     rank, cond, mask = _ls_solve(m, p, phi, wt, False, k, qcols, d, work.pinv, work.normal,
                                  work.low, work.x)
     if rank == p and k + 1 > p and mask == (1 << d) - 1:
@@ -604,12 +664,14 @@ def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
                 w[idx[r], a] = work.pinv[a, r] / h
             c0[a] = work.pinv[a, m] / h
         return 0, cond
-    fpar = np.array([0.0, np.inf])
+    fpar = work.fpar
+    fpar[0] = 0.0
+    fpar[1] = np.inf
     _, cond = lsq_bin(deg, d, off, ok, ring, fpar, w, c0, work)
     return 1, cond
 
 
-@_jit
+@_inline
 def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``lsq2``: ``par = (power, cutoff, fallback_power, fallback_cutoff)``;
     quantities: gradient, then Hessian (upper triangle). See fits.lsq2_weights."""
@@ -638,10 +700,11 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     count = 0
     for e in range(deg):
         count += use[e]
-    qcols = np.arange(p)
-    qpow = np.ones(p)
-    for q in range(d, p):
-        qpow[q] = 2.0
+    qcols = work.qcols
+    qpow = work.qpow
+    for q in range(p):
+        qcols[q] = q
+        qpow[q] = 1.0 if q < d else 2.0
     rank, cond, mask = _constrained_fit(deg, d, off, use, par[0], 2, qcols, p, qpow, w, c0,
                                         work)
     good = rank == p and count > p
@@ -651,11 +714,12 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     if good:
         return 0, cond
     # fallback: lsq over the measured 1-ring
+    sub_ok = work.use2
     for e in range(deg):
-        ok1 = ok[e] and ring[e] == 1
-        work.use[e] = ok1
-    fpar = np.array([par[2], par[3]])
-    sub_ok = work.use.copy()
+        sub_ok[e] = ok[e] and ring[e] == 1
+    fpar = work.fpar
+    fpar[0] = par[2]
+    fpar[1] = par[3]
     for e in range(deg):
         for q in range(p):
             w[e, q] = 0.0
@@ -665,7 +729,7 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     return 1, cond
 
 
-@_jit
+@_inline
 def local_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``local``: ``par = (bandwidth, degree)``; quantities: gradient, then
     the fitted value. See fits.local_weights."""
@@ -702,7 +766,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
             wt[m] = math.exp(-0.5 * r2)
             idx[m] = e
             m += 1
-        qcols = np.empty(d + 1, dtype=np.int64)
+        qcols = work.qcols
         for a in range(d):
             qcols[a] = a + 1
         qcols[d] = 0
@@ -734,7 +798,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
 METHOD_CODES = {"lsq": 0, "lsq2": 1, "gradn": 2, "local": 3}
 
 
-@_jit
+@_inline
 def bin_map(code, deg, d, off, ok, ring, par, w, c0, work):
     """The per-bin map of method ``code`` (see :data:`METHOD_CODES`)."""
     if code == 0:
@@ -749,7 +813,7 @@ def bin_map(code, deg, d, off, ok, ring, par, w, c0, work):
 # =========================================================================== generic drivers
 
 
-@_jit
+@_inline
 def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row, wo, c0o):
     """Combine (``comb`` (no, nq)) and apply one bin's map to one slice."""
     for o in range(no):
@@ -820,9 +884,15 @@ def drive_table(
     wo = np.empty((kmax, no))
     c0o = np.empty(no)
     work = _make_work(kmax, d, nq)
+    ring1 = rings == 1 and widen_to <= 1 and radius <= 0
     for i in range(n):
-        deg = stencil(i, table, indptr, centers, rings, widen_to, min_points, radius, mark,
-                      ids, ring, nbr, slot)
+        if ring1:  # the table row itself (no duplicates, no self: checked upstream)
+            deg = row(table, indptr, i, ids, slot)
+            for e in range(deg):
+                ring[e] = 1
+        else:
+            deg = stencil(i, table, indptr, centers, rings, widen_to, min_points, radius,
+                          mark, ids, ring, nbr, slot)
         for e in range(deg):
             j = ids[e]
             for a in range(d):
@@ -1410,36 +1480,53 @@ def grad1_cone_single(
 
 
 @_jit
-def check_table(table, indptr, row0, n_bins):
-    """First problem of a table block, or (-1, ...): returns ``(kind, row, slot, value)``
-    with kind 0 out of range, 1 self-loop, 2 duplicate (value: the repeated neighbour)."""
-    m = table.shape[0] if table.ndim == 2 else indptr.shape[0] - 1
-    k = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(m):
-            k = max(k, indptr[b + 1] - indptr[b])
-    nbr = np.empty(k, dtype=np.int64)
-    slot = np.empty(k, dtype=np.int64)
+def row_problem(table, indptr, rows, n_bins):
+    """The first problem of a block of table rows, as ``xtramgrad.topology.schema.row_problem``
+    defines it: ``(kind, row, value)`` with kind 1 out of range, 2 self-loop, 3 duplicate
+    (checked in that order within a row), or ``(0, -1, 0)`` when there is none. ``table``
+    is a padded block (``indptr`` empty) or the edges of a ragged block (``indptr`` the
+    block's offsets)."""
+    padded = table.ndim == 2
+    m = rows.shape[0]
     for i in range(m):
-        if table.ndim == 2:
-            for r in range(table.shape[1]):
-                j = table[i, r]
-                if j < -1 or j >= n_bins:
-                    return 0, row0 + i, r, j
-        deg = row(table, indptr, i, nbr, slot)
-        for e in range(deg):
-            j = nbr[e]
-            if j < 0 or j >= n_bins:
-                return 0, row0 + i, slot[e], j
-            if j == row0 + i:
-                return 1, row0 + i, slot[e], j
-            if deg <= 32:
-                for f in range(e):
-                    if nbr[f] == j:
-                        return 2, row0 + i, slot[e], j
-        if deg > 32:
-            srt = np.sort(nbr[:deg])
-            for e in range(1, deg):
-                if srt[e] == srt[e - 1]:
-                    return 2, row0 + i, -1, srt[e]
-    return -1, -1, -1, 0
+        if padded:
+            lo = 0
+            hi = table.shape[1]
+        else:
+            lo = indptr[i] - indptr[0]
+            hi = indptr[i + 1] - indptr[0]
+        for e in range(lo, hi):
+            j = table[i, e] if padded else table[e]
+            if (j < -1 if padded else j < 0) or j >= n_bins:
+                return 1, i, j
+        for e in range(lo, hi):
+            j = table[i, e] if padded else table[e]
+            if j == rows[i]:
+                return 2, i, j
+        width = hi - lo
+        if width <= 32:
+            for e in range(lo, hi):
+                j = table[i, e] if padded else table[e]
+                if j < 0:
+                    continue
+                for f in range(lo, e):
+                    if (table[i, f] if padded else table[f]) == j:
+                        return 3, i, j
+        else:
+            vals = np.empty(width, dtype=np.int64)
+            for e in range(lo, hi):
+                vals[e - lo] = table[i, e] if padded else table[e]
+            order = np.argsort(vals, kind="mergesort")
+            first = -1
+            best = width
+            for q in range(1, width):
+                a = vals[order[q]]
+                if a >= 0 and a == vals[order[q - 1]]:
+                    # the later of the two in table order is where the repeat shows
+                    pos = max(order[q], order[q - 1])
+                    if pos < best:
+                        best = pos
+                        first = a
+            if first >= 0:
+                return 3, i, first
+    return 0, -1, 0

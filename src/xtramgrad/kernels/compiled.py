@@ -94,9 +94,14 @@ class _Generic:
         table, indptr = table_arrays(job)
         centers = np.ascontiguousarray(job.centers, dtype=np.float64)
         rings, widen, min_points, radius = stencil_arrays(job.spec)
-        sizes = np.empty(centers.shape[0], dtype=np.int64)
-        kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points, radius,
-                                    sizes)
+        if rings == 1 and widen <= 1 and radius <= 0:  # the table's own rows
+            kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
+        else:
+            if table.ndim == 2:  # wide walks visit many rows: read them without padding
+                indptr, table = _numba.padded_to_csr(table)
+            sizes = np.empty(centers.shape[0], dtype=np.int64)
+            kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points,
+                                        radius, sizes)
         _numba.drive_table(
             _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen,
             min_points, radius,

@@ -530,6 +530,9 @@ def row_problem(
     table = np.asarray(table)
     rows = np.asarray(rows)
     m = len(rows)
+    fast = _compiled_row_problem(table, rows, n_bins, indptr)
+    if fast is not False:
+        return fast
     if indptr is not None:
         return _ragged_problem(table, rows, n_bins, np.asarray(indptr, dtype=np.int64))
     if table.size == 0:
@@ -541,6 +544,31 @@ def row_problem(
         if blk.min() < -1 or blk.max() >= n_bins or _padded_flags(blk, r, k).any():
             return _padded_first(blk, r, n_bins, lo)
     return None
+
+
+def _compiled_row_problem(
+    table: np.ndarray, rows: np.ndarray, n_bins: int, indptr: np.ndarray | None
+) -> tuple[int, int, int] | None | bool:
+    """:func:`row_problem` by the compiled kernels (one pass, no temporaries) when the
+    backend is numba; False when it is not (then the numpy checks run)."""
+    from ..kernels.engine import numba_available, resolve_backend
+
+    if table.size == 0 or not np.issubdtype(table.dtype, np.integer):
+        return False
+    if not (numba_available() and resolve_backend(None) == "numba"):
+        return False
+    from ..kernels import _numba
+
+    if indptr is not None:
+        indptr = np.asarray(indptr, dtype=np.int64)
+        if len(indptr) != len(rows) + 1:
+            return False  # the numpy path raises the clear error
+    kind, row, value = _numba.row_problem(
+        np.ascontiguousarray(table, dtype=np.int64),
+        np.zeros(0, np.int64) if indptr is None else indptr,
+        np.ascontiguousarray(rows, dtype=np.int64), int(n_bins),
+    )
+    return None if kind == 0 else (int(kind), int(row), int(value))
 
 
 def _padded_flags(blk: np.ndarray, r: np.ndarray, k: int) -> np.ndarray:
