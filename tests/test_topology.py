@@ -11,6 +11,7 @@ import xtramgrad
 from helpers import CountingScheduler  # noqa: E402  (tests/ is on sys.path)
 from xtramgrad import TessellationError
 from xtramgrad.topology import grid_offsets
+from xtramgrad.topology.schema import table_csr, topology
 
 # --------------------------------------------------------------------------- helpers
 
@@ -449,7 +450,14 @@ def test_voronoi_geometry_options():
     assert "face_area" not in xtramgrad.voronoi(pts, geometry=False)
     assert "volume" not in xtramgrad.voronoi(pts, geometry=False)
     ragged = xtramgrad.voronoi(pts, layout="ragged", bounds=[(0, 1), (0, 1)])
-    assert "face_area" not in ragged  # face areas are aligned with a padded table
+    # ragged: face areas aligned with the edges of the CSR table, symmetric like the padded ones
+    assert ragged.face_area.dims == ragged.neighbours.dims
+    ptr, idx = table_csr(topology(ragged))
+    area = {(i, int(j)): a for i in range(30)
+            for j, a in zip(idx[ptr[i]:ptr[i + 1]], ragged.face_area.values[ptr[i]:ptr[i + 1]],
+                            strict=True)}
+    for (i, j), a in area.items():
+        assert area[(j, i)] == pytest.approx(a, rel=1e-12, abs=1e-15)
     assert ragged.volume.sum().item() == pytest.approx(1.0, rel=1e-12)
     line = xtramgrad.voronoi([0.0, 3.0, 1.0], bounds=[(0.0, 4.0)], units="um")
     assert line.volume.values.tolist() == [0.5, 2.0, 1.5]

@@ -27,6 +27,7 @@ from .core import (
     grad_std,
     neighbour_offsets,
     neighbour_values,
+    noise_gain,
     pointwise,
     resolve_selection,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "grad",
     "grad_operator",
     "grad_std",
+    "noise_gain",
     "Method",
     "neighbour_offsets",
     "neighbour_values",

@@ -66,6 +66,22 @@ class TramAccessor:
             selection_angle=selection_angle, eps=eps, na=na, **options,
         )
 
+    def noise_gain(
+        self,
+        variable: Hashable,
+        *,
+        method: str = "grad1",
+        selection: str | None = None,
+        selection_angle: float | None = None,
+        eps: float | None = None,
+        **options: Any,
+    ) -> xr.DataArray:
+        """Per-bin noise gain of the gradient; see :func:`xtramgrad.noise_gain`."""
+        return core.noise_gain(
+            self._ds, variable, method=method, selection=selection,
+            selection_angle=selection_angle, eps=eps, **options,
+        )
+
     def grad_operator(
         self,
         variable: Hashable | None = None,

@@ -538,7 +538,7 @@ def grad(
           quadratic is not determined with redundancy, linear least squares (flagged).
         * ``"lsq"`` (``power=2``, ``cutoff=3``): weighted linear least squares over the
           1-ring: exact for linear fields, first order on irregular meshes.
-        * ``"lsq2"`` (``power=2``, ``cutoff=4``): weighted quadratic least squares over the
+        * ``"lsq2"`` (``power=4``, ``cutoff=4``): weighted quadratic least squares over the
           2-ring: exact for quadratic fields, second order on irregular meshes.
         * ``"local"`` (``bandwidth="auto"`` or a length, ``degree=1``): a Gaussian-weighted
           local polynomial fit, the bias-variance knob for noisy maps.
@@ -694,6 +694,65 @@ def grad_std(
     if many:
         return xr.Dataset({f"grad_{v}_std": r for v, r in out.items()})
     return out[names[0]]
+
+
+def noise_gain(
+    ds: xr.Dataset,
+    variable: Hashable,
+    *,
+    method: str = "grad1",
+    selection: str | None = None,
+    selection_angle: float | None = None,
+    eps: float | None = None,
+    **options: Any,
+) -> xr.DataArray:
+    """Per-bin reliability of a gradient: how much the bin's fit amplifies noise.
+
+    ``gain[i] = h[i] * max_j sqrt(sum_k G[ij, k]^2)``, where ``G`` is the method's linear
+    map (:func:`grad_operator`) for the field's missing-value pattern and ``h[i]`` the
+    median distance from bin ``i`` to its table neighbours (the local spacing). With
+    independent errors of standard deviation ``sigma`` on the values, the gradient's
+    standard deviation is ``gain * sigma / h[i]`` for the worst component when ``sigma`` is
+    uniform (see :func:`grad_std`). It is dimensionless and does not depend on the field's
+    values, only on the geometry of the bin's stencil, so it is the diagnostic to threshold:
+
+    * a centred difference on a regular 1D chain has ``gain = 1/sqrt(2) = 0.71``; on random
+      Voronoi meshes (10^4 bins, measured) the median gain is 1.0 for ``lsq``, 1.5 for
+      ``lsq2`` and ``grad1`` (a second-order fit pays for its smaller bias with variance) and
+      0.06 for ``local`` with a bandwidth of 2 spacings (it averages many bins); the worst 1%
+      of bins exceed 9 (``lsq``) to 24 (``lsq2``);
+    * a gain of several times the median marks a bin whose neighbours are nearly collinear
+      (or coplanar in 3D), or that lost neighbours to missing values: its gradient is noise
+      along one direction. ``g.where(gain < 5 * gain.median())`` masks them.
+
+    NaN where the gradient is undefined (flag 2 of :func:`grad`).
+
+    Parameters
+    ----------
+    ds, variable, method, selection, selection_angle, eps, **options
+        As in :func:`grad` (linear methods only; ``bandwidth="auto"`` is chosen from the
+        field, then held fixed).
+
+    Examples
+    --------
+    >>> import numpy as np, xtramgrad
+    >>> ds = xtramgrad.grid(5, D=np.arange(5.0))
+    >>> gain = ds.tram.noise_gain("D", method="lsq", power=0)
+    >>> [round(g, 6) for g in gain.values.tolist()]  # centred inside, one-sided at the ends
+    [1.414214, 0.707107, 0.707107, 0.707107, 1.414214]
+    """
+    std = grad_std(ds, variable, std=1.0, method=method, selection=selection,
+                   selection_angle=selection_angle, eps=eps, **options)
+    off = neighbour_offsets(ds)
+    nbr = str(off.dims[1])
+    h = ((off**2).sum(SPACE, skipna=False) ** 0.5).median(nbr, skipna=True)
+    gain = std.max(SPACE, skipna=False) * h
+    gain.name = f"grad_{variable}_noise_gain"
+    attrs = {k: v for k, v in std.attrs.items() if k.startswith("xtramgrad")}
+    field = _field(ds, variable)
+    label = field.attrs.get("long_name", variable)
+    gain.attrs = {"long_name": f"noise gain of the gradient of {label}", "units": "1", **attrs}
+    return gain
 
 
 def _sigma(ds: xr.Dataset, std: Any, field: xr.DataArray) -> xr.DataArray:

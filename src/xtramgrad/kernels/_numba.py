@@ -322,7 +322,7 @@ def _stencil_capped(
 # =========================================================================== least squares
 
 
-@_inline
+@_jit
 def _cholesky(mat, low, p, min_ratio):
     """Cholesky factor of ``mat[:p, :p]`` into ``low``. False unless positive definite with
     every squared pivot at least ``min_ratio`` times the largest (well conditioned)."""
@@ -360,7 +360,7 @@ def _cholesky_solve_unit(low, p, col, x):
         x[r] = s / low[r, r]
 
 
-@_inline
+@_jit
 def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_normal, low, x):
     """Rows ``out_cols`` of the pseudo-inverse map of a weighted least-squares fit.
 
@@ -372,11 +372,16 @@ def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_norm
     """
     for a in range(p):
         for b in range(a, p):
-            acc = 0.0
-            for e in range(m):
-                acc += phi[e, a] * wt[e] * phi[e, b]
-            work_normal[a, b] = acc
-            work_normal[b, a] = acc
+            work_normal[a, b] = 0.0
+    for e in range(m):  # entry by entry: each design row read once (same sums, same order)
+        we = wt[e]
+        for a in range(p):
+            pa = phi[e, a] * we
+            for b in range(a, p):
+                work_normal[a, b] += pa * phi[e, b]
+    for a in range(p):
+        for b in range(a + 1, p):
+            work_normal[b, a] = work_normal[a, b]
     if not constrained:
         work_normal[0, 0] += cw
     if _cholesky(work_normal, low, p, CHOL_RATIO):
@@ -468,17 +473,23 @@ def _monomials(z, d, degree, constant, out):
 
 
 @_inline
-def _median_used(deg, d, off, use, buf):
+def _long_entries(deg, d, off, use, cutoff, buf):
+    """Drop (in ``use``) the entries longer than ``cutoff`` times the median used length,
+    compared on squared lengths (see fits.long_edges); returns whether any was dropped."""
     m = 0
+    lo = np.inf
+    hi = 0.0
     for e in range(deg):
         if use[e]:
             s = 0.0
             for a in range(d):
                 s += off[e, a] * off[e, a]
-            buf[m] = math.sqrt(s)
+            buf[m] = s
+            lo = min(lo, s)
+            hi = max(hi, s)
             m += 1
-    if m == 0:
-        return np.nan
+    if m == 0 or hi <= cutoff * cutoff * lo:  # the median is >= the shortest: none is long
+        return False
     for a in range(1, m):  # insertion sort in place: rows are short
         v = buf[a]
         b = a - 1
@@ -486,7 +497,17 @@ def _median_used(deg, d, off, use, buf):
             buf[b + 1] = buf[b]
             b -= 1
         buf[b + 1] = v
-    return 0.5 * (buf[(m - 1) // 2] + buf[m // 2])
+    lim = cutoff * cutoff * 0.5 * (buf[(m - 1) // 2] + buf[m // 2])
+    dropped = False
+    for e in range(deg):
+        if use[e]:
+            s = 0.0
+            for a in range(d):
+                s += off[e, a] * off[e, a]
+            if s > lim:
+                use[e] = False
+                dropped = True
+    return dropped
 
 
 @_inline
@@ -518,7 +539,7 @@ def _inverse_power(r2, power):
     return r2 ** (-0.5 * power)
 
 
-@_inline
+@_jit
 def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, work):
     """Weighted LS through the center over entries ``use``: fills ``w[:, :nq]``, ``c0``.
     Returns (rank, cond, mask)."""
@@ -566,9 +587,10 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
 
 # per-driver scratch of the least-squares maps: phi (K+1, p), wt (K+1,), idx (K+1,), z (d,),
 # pinv (Q, K+2), normal (p, p), low (p, p), x (p,), use (K,), buf (K+1,), use2 (K,),
-# qcols (16,) int, qpow (16,), fpar (4,): nothing is allocated per bin
+# qcols (16,) int, qpow (16,), fpar (4,), need (1,): how many leading quantities the caller
+# uses (the others are not computed); nothing is allocated per bin
 _WorkT = namedtuple(
-    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar"
+    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar need"
 )
 
 
@@ -580,6 +602,7 @@ def _make_work(k, d, q):
         np.empty((q, k + 2)), np.empty((p, p)), np.zeros((p, p)), np.empty(p),
         np.empty(k, dtype=np.bool_), np.empty(k + 1), np.empty(k, dtype=np.bool_),
         np.empty(16, dtype=np.int64), np.empty(16), np.empty(4),
+        np.full(1, 1 << 30, dtype=np.int64),
     )
 
 
@@ -604,26 +627,127 @@ def lsq_bin(deg, d, off, ok, ring, par, w, c0, work):
         qpow[a] = 1.0
     had_long = False
     if math.isfinite(cutoff):
-        med = _median_used(deg, d, off, ok, work.buf)
-        lim = cutoff * med
-        for e in range(deg):
-            if use[e]:
-                s = 0.0
-                for a in range(d):
-                    s += off[e, a] * off[e, a]
-                if math.sqrt(s) > lim:
-                    use[e] = False
-                    had_long = True
-    rank, cond, _ = _constrained_fit(deg, d, off, use, power, 1, qcols, d, qpow, w, c0, work)
+        had_long = _long_entries(deg, d, off, use, cutoff, work.buf)
+    rank, cond = _linear_fit(deg, d, off, use, power, qcols, qpow, w, c0, work)
     if had_long and rank < d:
         for e in range(deg):
             use[e] = ok[e]
-        rank, cond, _ = _constrained_fit(deg, d, off, use, power, 1, qcols, d, qpow, w, c0,
-                                         work)
+        rank, cond = _linear_fit(deg, d, off, use, power, qcols, qpow, w, c0, work)
     return 0, cond
 
 
+#: a closed-form solve is used when the (Frobenius) condition number of the scaled normal
+#: matrix is below this; otherwise the general path (Cholesky, then SVD) decides
+LINEAR_COND_MAX = 1e6
+
+
 @_inline
+def _linear_fit(deg, d, off, use, power, qcols, qpow, w, c0, work):
+    """:func:`_constrained_fit` of degree 1 (the gradient through the center), by the closed
+    form of the d x d normal equations where they are well conditioned. Returns
+    (rank, cond)."""
+    done, cond = _linear_closed(deg, d, off, use, power, work.wt, w, c0)
+    if done:
+        return d, cond
+    rank, cond, _ = _constrained_fit(deg, d, off, use, power, 1, qcols, d, qpow, w, c0, work)
+    return rank, cond
+
+
+@_jit
+def _linear_closed(deg, d, off, use, power, wt, w, c0):
+    """The closed form of :func:`_linear_fit`; returns (done, cond), not done (the
+    general path then fills ``w`` and ``c0``) where the normal matrix is singular or its
+    condition number is ``LINEAR_COND_MAX`` or more. Separate (not inlined) to keep the
+    drivers' compile short; it takes arrays, not the work tuple, so the call costs little."""
+    h = _rms(deg, d, off, use)
+    m00 = 0.0
+    m01 = 0.0
+    m02 = 0.0
+    m11 = 0.0
+    m12 = 0.0
+    m22 = 0.0
+    for e in range(deg):
+        w[e, 0] = 0.0
+        for a in range(1, d):
+            w[e, a] = 0.0
+        if not use[e]:
+            wt[e] = 0.0
+            continue
+        z0 = off[e, 0] / h
+        z1 = off[e, 1] / h if d > 1 else 0.0
+        z2 = off[e, 2] / h if d > 2 else 0.0
+        r2 = z0 * z0 + z1 * z1 + z2 * z2
+        if r2 <= 0.0:
+            wt[e] = 0.0
+            continue
+        we = _inverse_power(r2, power)
+        wt[e] = we
+        m00 += we * z0 * z0
+        m01 += we * z0 * z1
+        m02 += we * z0 * z2
+        m11 += we * z1 * z1
+        m12 += we * z1 * z2
+        m22 += we * z2 * z2
+    # inverse by the adjugate
+    if d == 1:
+        det = m00
+        i00 = 1.0 / m00
+        i01 = i02 = i11 = i12 = i22 = 0.0
+        fro = m00 * m00
+    elif d == 2:
+        det = m00 * m11 - m01 * m01
+        i00 = m11 / det
+        i01 = -m01 / det
+        i11 = m00 / det
+        i02 = i12 = i22 = 0.0
+        fro = m00 * m00 + 2 * m01 * m01 + m11 * m11
+    else:
+        c00 = m11 * m22 - m12 * m12
+        c01 = m02 * m12 - m01 * m22
+        c02 = m01 * m12 - m02 * m11
+        det = m00 * c00 + m01 * c01 + m02 * c02
+        i00 = c00 / det
+        i01 = c01 / det
+        i02 = c02 / det
+        i11 = (m00 * m22 - m02 * m02) / det
+        i12 = (m01 * m02 - m00 * m12) / det
+        i22 = (m00 * m11 - m01 * m01) / det
+        fro = (m00 * m00 + m11 * m11 + m22 * m22
+               + 2 * (m01 * m01 + m02 * m02 + m12 * m12))
+    ifro = i00 * i00 + i11 * i11 + i22 * i22 + 2 * (i01 * i01 + i02 * i02 + i12 * i12)
+    cond = math.sqrt(fro * ifro)
+    if not (det > 0.0 and cond < LINEAR_COND_MAX):
+        return False, cond
+    t0 = 0.0
+    t1 = 0.0
+    t2 = 0.0
+    for e in range(deg):
+        we = wt[e]
+        if we == 0.0:
+            continue
+        z0 = off[e, 0] / h
+        z1 = off[e, 1] / h if d > 1 else 0.0
+        z2 = off[e, 2] / h if d > 2 else 0.0
+        g0 = we * (i00 * z0 + i01 * z1 + i02 * z2) / h
+        w[e, 0] = g0
+        t0 += g0
+        if d > 1:
+            g1 = we * (i01 * z0 + i11 * z1 + i12 * z2) / h
+            w[e, 1] = g1
+            t1 += g1
+        if d > 2:
+            g2 = we * (i02 * z0 + i12 * z1 + i22 * z2) / h
+            w[e, 2] = g2
+            t2 += g2
+    c0[0] = -t0
+    if d > 1:
+        c0[1] = -t1
+    if d > 2:
+        c0[2] = -t2
+    return True, cond
+
+
+@_jit
 def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``gradn`` (corrected, free center counted k times), with its linear
     fallback (``lsq`` with power 0) where the quadratic is not determined with redundancy."""
@@ -671,7 +795,7 @@ def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
     return 1, cond
 
 
-@_inline
+@_jit
 def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``lsq2``: ``par = (power, cutoff, fallback_power, fallback_cutoff)``;
     quantities: gradient, then Hessian (upper triangle). See fits.lsq2_weights."""
@@ -688,15 +812,7 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
         return 2, np.nan
     cutoff = par[1]
     if math.isfinite(cutoff):
-        med = _median_used(deg, d, off, ok, work.buf)
-        lim = cutoff * med
-        for e in range(deg):
-            if use[e]:
-                s = 0.0
-                for a in range(d):
-                    s += off[e, a] * off[e, a]
-                if math.sqrt(s) > lim:
-                    use[e] = False
+        _long_entries(deg, d, off, use, cutoff, work.buf)
     count = 0
     for e in range(deg):
         count += use[e]
@@ -705,7 +821,8 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     for q in range(p):
         qcols[q] = q
         qpow[q] = 1.0 if q < d else 2.0
-    rank, cond, mask = _constrained_fit(deg, d, off, use, par[0], 2, qcols, p, qpow, w, c0,
+    nq = min(p, max(d, work.need[0]))
+    rank, cond, mask = _constrained_fit(deg, d, off, use, par[0], 2, qcols, nq, qpow, w, c0,
                                         work)
     good = rank == p and count > p
     for a in range(d):
@@ -729,7 +846,7 @@ def lsq2_bin(deg, d, off, ok, ring, par, w, c0, work):
     return 1, cond
 
 
-@_inline
+@_jit
 def local_bin(deg, d, off, ok, ring, par, w, c0, work):
     """Per-bin map of ``local``: ``par = (bandwidth, degree)``; quantities: gradient, then
     the fitted value. See fits.local_weights."""
@@ -770,7 +887,8 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
         for a in range(d):
             qcols[a] = a + 1
         qcols[d] = 0
-        rank, cond, mask = _ls_solve(m, p, phi, wt, False, 1.0, qcols, d + 1, work.pinv,
+        nq = min(d + 1, max(d, work.need[0]))
+        rank, cond, mask = _ls_solve(m, p, phi, wt, False, 1.0, qcols, nq, work.pinv,
                                      work.normal, work.low, work.x)
         if use_degree == 2 and (rank < p or (mask & ((1 << d) - 1)) != (1 << d) - 1):
             use_degree = 1
@@ -778,9 +896,9 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
             continue
         break
     for e in range(deg):
-        for q in range(d + 1):
+        for q in range(nq):
             w[e, q] = 0.0
-    for q in range(d + 1):
+    for q in range(nq):
         s = bw if q < d else 1.0
         if mask & (1 << q):
             for r in range(m):
@@ -813,9 +931,44 @@ def bin_map(code, deg, d, off, ok, ring, par, w, c0, work):
 # =========================================================================== generic drivers
 
 
+@_jit
+def _needed(comb):
+    """How many leading quantities ``comb`` (no, nq) uses."""
+    need = 0
+    for o in range(comb.shape[0]):
+        for q in range(comb.shape[1]):
+            if comb[o, q] != 0.0:
+                need = max(need, q + 1)
+    return need
+
+
+@_jit
+def _leading(comb):
+    """Whether ``comb`` (no, nq) selects the first ``no`` quantities."""
+    for o in range(comb.shape[0]):
+        for q in range(comb.shape[1]):
+            if comb[o, q] != (1.0 if q == o else 0.0):
+                return False
+    return True
+
+
 @_inline
-def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row, wo, c0o):
-    """Combine (``comb`` (no, nq)) and apply one bin's map to one slice."""
+def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row, wo, c0o,
+           lead):
+    """Combine (``comb`` (no, nq)) and apply one bin's map to one slice. ``lead``: ``comb``
+    selects the first ``no`` quantities (the gradient), so they are applied directly."""
+    if lead and mode == MODE_VALUES:
+        for o in range(no):
+            if not defined:
+                out_row[o] = np.nan
+            elif math.isnan(c0[o]):
+                out_row[o] = na
+            else:
+                acc = 0.0
+                for e in range(deg):
+                    acc += w[e, o] * yv[e]
+                out_row[o] = acc + c0[o] * y0
+        return
     for o in range(no):
         nan = False
         acc0 = 0.0
@@ -865,6 +1018,7 @@ def drive_table(
     d = centers.shape[1]
     s_count = values.shape[0]
     no = comb.shape[0]
+    lead = _leading(comb)
     mark = np.full(n, -1, dtype=np.int64)
     rowmax = table.shape[1] if table.ndim == 2 else 1
     if table.ndim == 1:
@@ -884,6 +1038,7 @@ def drive_table(
     wo = np.empty((kmax, no))
     c0o = np.empty(no)
     work = _make_work(kmax, d, nq)
+    work.need[0] = _needed(comb)
     ring1 = rings == 1 and widen_to <= 1 and radius <= 0
     for i in range(n):
         if ring1:  # the table row itself (no duplicates, no self: checked upstream)
@@ -925,7 +1080,7 @@ def drive_table(
                 have = True
             s0 = sigma[s, i] if mode == MODE_STD else 0.0
             _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                   out[s, i], wo, c0o)
+                   out[s, i], wo, c0o, lead)
             flags[s, i] = flag
             conds[s, i] = cond
     return out
@@ -943,6 +1098,7 @@ def drive_gathered(
     kk = nbr_center.shape[1]
     s_count = values.shape[0]
     no = comb.shape[0]
+    lead = _leading(comb)
     pos = np.empty(kk, dtype=np.int64)
     ring = np.empty(kk, dtype=np.int8)
     off = np.empty((kk, d))
@@ -955,6 +1111,7 @@ def drive_gathered(
     wo = np.empty((kk, no))
     c0o = np.empty(no)
     work = _make_work(kk, d, nq)
+    work.need[0] = _needed(comb)
     for i in range(n):
         deg = 0
         for r in range(kk):
@@ -993,7 +1150,7 @@ def drive_gathered(
                 have = True
             s0 = sigma[s, i] if mode == MODE_STD else 0.0
             _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                   out[s, i], wo, c0o)
+                   out[s, i], wo, c0o, lead)
             flags[s, i] = flag
             conds[s, i] = cond
     return out

@@ -251,12 +251,16 @@ def _power_weights(nb: Neighbourhood, use: np.ndarray, power: float, h: np.ndarr
 
 
 def long_edges(nb: Neighbourhood, use: np.ndarray, cutoff: float) -> np.ndarray:
-    """Entries longer than ``cutoff`` times the median used entry length of their bin."""
+    """Entries longer than ``cutoff`` times the median used entry length of their bin.
+
+    "Median length" is the square root of the median squared length (the mean of the two
+    middle squared lengths for an even count), which needs no square root per entry.
+    """
     if not np.isfinite(cutoff):
         return np.zeros(len(nb.rows), dtype=bool)
-    r = np.sqrt(np.einsum("ed,ed->e", nb.offsets, nb.offsets))
-    med = _segment_median(np.where(use, r, np.nan), nb.indptr)
-    return r > cutoff * med[nb.rows]
+    r2 = np.einsum("ed,ed->e", nb.offsets, nb.offsets)
+    med = _segment_median(np.where(use, r2, np.nan), nb.indptr)
+    return r2 > cutoff * cutoff * med[nb.rows]
 
 
 def _segment_median(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:

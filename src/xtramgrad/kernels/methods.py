@@ -271,8 +271,10 @@ def _degree(value: Any) -> int:
 
 # --------------------------------------------------------------------------- built-ins
 
-#: Default weight exponent of ``lsq`` (see docs/methods.md for the measurements).
+#: Default weight exponents of ``lsq`` and ``lsq2`` (measured trade-offs between accuracy and
+#: noise gain: docs/which_method.md).
 LSQ_POWER = 2.0
+LSQ2_POWER = 4.0
 #: Default long-entry cutoff of ``lsq``, and of ``lsq2`` (whose entries reach the 2-ring).
 LSQ_CUTOFF = 3.0
 LSQ2_CUTOFF = 4.0
@@ -328,7 +330,11 @@ def _register_builtins() -> tuple[str, ...]:
             nb, ok, power=power, cutoff=cutoff, fallback_power=LSQ_POWER,
             fallback_cutoff=LSQ_CUTOFF,
         ),
-        _lsq2_stencil, options=(power, Param("cutoff", LSQ2_CUTOFF, cutoff.doc, _cutoff)),
+        _lsq2_stencil,
+        options=(
+            Param("power", LSQ2_POWER, power.doc, _power),
+            Param("cutoff", LSQ2_CUTOFF, cutoff.doc, _cutoff),
+        ),
         quantities=("gradient", "hessian"),
         compiled=_compiled.generic(
             "lsq2", lambda o: (o["power"], o["cutoff"], LSQ_POWER, LSQ_CUTOFF)

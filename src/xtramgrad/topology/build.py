@@ -181,9 +181,29 @@ def _geometry_attrs(units: str | None, d: int) -> tuple[dict[str, Any], dict[str
 # --------------------------------------------------------------------------- from_adjacency
 
 
+def _is_row_lists(adjacency: Any) -> bool:
+    """A list (not a tuple: ``(indptr, indices)``) of per-bin neighbour lists of any
+    lengths, e.g. ``[[1], [0, 2], [1]]``."""
+    return (
+        isinstance(adjacency, list)
+        and len(adjacency) > 0
+        and all(isinstance(r, (list, tuple, np.ndarray)) for r in adjacency)
+        and len({len(r) for r in adjacency}) > 1
+    )
+
+
 def _adjacency_csr(adjacency: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(indptr, indices) of an adjacency, rows' entries in stored order, repeats kept."""
-    if isinstance(adjacency, tuple) and len(adjacency) == 2:
+    if _is_row_lists(adjacency):
+        lists = [np.asarray(r).reshape(-1) for r in adjacency]
+        if len(lists) != n:
+            raise TessellationError(
+                f"adjacency has {len(lists)} rows of neighbours, expected one per center ({n})."
+            )
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in lists], out=indptr[1:])
+        indices = np.concatenate(lists)
+    elif isinstance(adjacency, tuple) and len(adjacency) == 2:
         indptr, indices = (np.asarray(a) for a in adjacency)
         if indptr.ndim != 1 or indices.ndim != 1:
             raise TessellationError(
@@ -244,9 +264,11 @@ def from_adjacency(
     ----------
     centers : array-like (n, d)
         Bin centers.
-    adjacency : scipy.sparse matrix or array, or ``(indptr, indices)``
+    adjacency : scipy.sparse matrix or array, ``(indptr, indices)``, or a list of lists
         Row ``i`` lists the neighbours of bin ``i`` (stored entries; explicit zeros count
-        as edges, the diagonal must be empty). Neighbour order is kept as stored.
+        as edges, the diagonal must be empty). Neighbour order is kept as stored. A list
+        of per-bin neighbour lists of different lengths (``[[1], [0, 2], [1]]``) is read
+        as such; a list of equal-length rows is a dense (n, n) matrix.
     space : sequence of str, optional
         Names of the coordinates (default ``x``, ``y``, ``z``).
     units : str, optional

@@ -531,7 +531,7 @@ def row_problem(
     rows = np.asarray(rows)
     m = len(rows)
     fast = _compiled_row_problem(table, rows, n_bins, indptr)
-    if fast is not False:
+    if not isinstance(fast, bool):
         return fast
     if indptr is not None:
         return _ragged_problem(table, rows, n_bins, np.asarray(indptr, dtype=np.int64))
