@@ -66,3 +66,16 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 suppress_warnings = ["mystnb.unknown_mime_type"]
+
+# Pages drawn from committed benchmark results: Sphinx re-reads such a page (and myst-nb,
+# with ``execution_mode: force`` in its front matter, re-executes it) when the results change.
+RESULTS = {"which_method": [ROOT / "benchmarks" / "results" / "convergence.json"]}
+
+
+def _note_results(app, docname, source):
+    for path in RESULTS.get(docname, ()):
+        app.env.note_dependency(str(path), docname=docname)
+
+
+def setup(app):
+    app.connect("source-read", _note_results)
