@@ -1,0 +1,147 @@
+"""Generate ``notebooks/data/force_map.rwa``: a TRamWAy 0.7 DV analysis with a known force.
+
+Run from the repository root with TRamWAy 0.7 installed (``pip install -e ".[tramway]"``)::
+
+    .venv/bin/python scripts/make_force_rwa.py           # writes notebooks/data/force_map.rwa
+    .venv/bin/python scripts/make_force_rwa.py --check   # also reloads it and prints the tree
+
+About 3 minutes on one core: TRamWAy's ``'dv'`` inference is the slow step. The notebook
+``notebooks/tramway_force_map.ipynb`` reads the file; it never runs TRamWAy's inference.
+
+It uses TRamWAy the way a user does (``tramway.helper``), end to end:
+
+1. simulate 2D trajectories in a harmonic trap with a diffusivity gradient, Itô scheme
+   ``r[k+1] = r[k] + D(r) F(r) dt / kT + sqrt(2 D(r) dt) N(0, I)``, the model of TRamWAy's
+   ``'dv'`` mode, with
+
+   - ``D(x, y) = 0.5 + 0.15 x - 0.08 y`` um^2/s (as the other samples),
+   - ``V(x, y) = K (x^2 + y^2) / 2`` with ``K = 4`` kT/um^2, so that the force is
+     ``F = -grad V = -K (x, y)`` kT/um (up to 5.7 kT/um in the corners);
+
+   trajectories start uniformly in [-1, 1]^2, take up to 10 steps of dt = 0.02 s and stop at
+   their first point outside the box; columns ``n, x, y, t``;
+2. ``tessellate(tree, 'hexagon', label='hexagon', avg_location_count=...)``;
+3. ``infer(tree, 'dv', input_label='hexagon', output_label='DV', sigma=0)``: the map has
+   columns ``diffusivity``, ``potential`` (kT, shifted by TRamWAy to a minimum of 0) and
+   ``force x``, ``force y`` (TRamWAy's ``-grad1`` of the potential, selection_angle 0.9);
+4. ``Partition.freeze()``, then ``save_rwa(..., force=True)``.
+
+Deterministic up to the ``datetime`` of each analysis's metadata and the last digits of
+TRamWAy's optimizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SEED = 20240801
+D0, GX, GY = 0.5, 0.15, -0.08  # um^2/s, um/s, um/s
+K = 4.0  # kT/um^2: V = K (x^2 + y^2) / 2
+DT = 0.02  # s
+N_TRAJECTORIES = 1000
+MAX_STEPS = 10
+BOX = (-1.0, 1.0)
+AVG_LOCATION_COUNT = 120
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "notebooks" / "data" / "force_map.rwa"
+LABEL = "hexagon"
+DV_LABEL = "DV"
+
+
+def diffusivity(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return D0 + GX * x + GY * y
+
+
+def force(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The true force -grad V (kT/um), shape (..., 2)."""
+    return np.stack([-K * x, -K * y], axis=-1)
+
+
+def simulate(seed: int = SEED) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    lo, hi = BOX
+    pos = rng.uniform(lo, hi, size=(N_TRAJECTORIES, 2))
+    alive = np.ones(N_TRAJECTORIES, dtype=bool)
+    traj, present = [pos.copy()], [alive.copy()]
+    for _ in range(MAX_STEPS):
+        x, y = pos[:, 0], pos[:, 1]
+        D = np.where(alive, diffusivity(x, y), 0.0)
+        drift = D[:, None] * force(x, y) * DT
+        pos = pos + drift + np.sqrt(2.0 * D * DT)[:, None] * rng.standard_normal(pos.shape)
+        traj.append(pos.copy())
+        present.append(alive.copy())
+        alive &= np.all((lo <= pos) & (pos <= hi), axis=1)
+    xy = np.stack(traj, axis=1)
+    keep = np.stack(present, axis=1)
+    n = np.broadcast_to(np.arange(1, N_TRAJECTORIES + 1)[:, None], keep.shape)
+    t = np.broadcast_to(np.arange(MAX_STEPS + 1)[None, :] * DT, keep.shape)
+    df = pd.DataFrame(
+        {"n": n[keep].astype(float), "x": xy[..., 0][keep], "y": xy[..., 1][keep], "t": t[keep]}
+    )
+    counts = df.groupby("n")["n"].transform("size")
+    return df[counts > 1].reset_index(drop=True)
+
+
+def build_tree(df: pd.DataFrame, verbose: bool = False):
+    from tramway.core.analyses import Analyses
+    from tramway.helper import infer, tessellate
+
+    tree = Analyses(df)
+    np.random.seed(SEED)  # noqa: NPY002  (some TRamWAy tessellations use the global RNG)
+    tessellate(tree, "hexagon", label=LABEL, comment="hexagon tessellation",
+               avg_location_count=AVG_LOCATION_COUNT)
+    t = time.perf_counter()
+    infer(tree, "dv", input_label=LABEL, output_label=DV_LABEL, sigma=0.0,
+          comment="diffusivity and potential, mode 'dv'")
+    if verbose:
+        print(f"dv inference: {time.perf_counter() - t:.0f} s")
+    tree[LABEL].data.freeze()
+    return tree
+
+
+def describe(path: Path) -> str:
+    from tramway.core.hdf5 import load_rwa
+    from tramway.inference.base import distributed
+
+    tree = load_rwa(str(path))
+    partition = tree[LABEL].data
+    dv = tree[LABEL][DV_LABEL].data
+    cells = distributed(partition)
+    return "\n".join([
+        str(tree),
+        f"points: {tree.data.shape} columns {list(tree.data.columns)}",
+        f"[{LABEL}] {type(partition.tessellation).__name__}: "
+        f"{partition.tessellation.number_of_cells} cells, {len(list(cells.keys()))} with data; "
+        f"DV map {dv.maps.shape} {list(dv.maps.columns)} mode={dv.mode!r}",
+    ])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="reload and describe the file")
+    parser.add_argument("--out", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+
+    from tramway.core.hdf5 import save_rwa
+
+    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
+    df = simulate()
+    tree = build_tree(df, verbose=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_rwa(str(args.out), tree, force=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
+    if args.check:
+        print(describe(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
