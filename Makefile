@@ -9,17 +9,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# the package with its compiled kernels (the `fast` extra: numba), so that the demo runs on
+# the fast path; the demo says which backend it used
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[fast]"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,dev,docs]"
 	touch $@
 
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
+# the first run compiles the numba kernels (about 1 min on 2 cores); later runs take seconds
 demo: setup
 	$(BIN)/python -m xtramgrad demo
 
