@@ -919,3 +919,24 @@ def test_gradients_do_not_depend_on_the_layout():
     np.testing.assert_array_equal(ragged.tram.grad("D").values, want)
     lazy = ragged.chunk({"bin": 40, "edge": 300}).tram.grad("D").compute()
     np.testing.assert_allclose(lazy.values, want, rtol=1e-13, atol=1e-13)
+
+
+def test_chunked_hub_is_refused_before_allocating(monkeypatch):
+    """A hub pads every gathered row of its chunk: the chunked path says so (and how to go
+    on) before computing anything, instead of allocating n x degree; smaller chunks or the
+    eager path give the same numbers."""
+    from xtramgrad.chunked import gather
+
+    n = 400
+    c = np.random.default_rng(0).random((n, 2))
+    rows = [[j for j in (i - 1, i + 1) if 0 <= j < n] for i in range(n)]
+    rows[0] = list(range(1, n))
+    for j in range(2, n):
+        rows[j].append(0)
+    ds = xtramgrad.from_adjacency(c, rows, D=c[:, 0] + 2 * c[:, 1])
+    monkeypatch.setattr(gather, "GATHER_LIMIT", 100 * (n - 1) * 2 * 8)  # 100 rows of the hub
+    with pytest.raises(TessellationError, match=r"399 entries.*ds\.load\(\).*at most 100 bins"):
+        ds.chunk(bin=200).tram.grad("D", method="lsq")
+    eager = ds.tram.grad("D", method="lsq")
+    small = ds.chunk(bin=100).tram.grad("D", method="lsq")
+    np.testing.assert_array_equal(small.values, eager.values)

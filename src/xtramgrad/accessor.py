@@ -136,7 +136,7 @@ class TramAccessor:
         return calculus.laplacian_operator(self._ds, variable, method=method, **options)
 
     def smoothness_penalty(self, form: str = "two_point", **kwargs: Any) -> Any:
-        """A quadratic smoothness penalty u^T P u ~ integral |grad u|^2; see
+        """A quadratic smoothness penalty ``u^T P u ~ integral |grad u|^2``; see
         :func:`xtramgrad.smoothness_penalty`."""
         return calculus.smoothness_penalty(self._ds, form, **kwargs)
 

@@ -192,7 +192,10 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
         _, bad = _locate(reached, cstarts, cstops)
         if bad is not None:
             raise _stale(bad, None, lo, hi, cstarts)
-    if isinstance(spec, Radius):
+    compiled = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec)
+    if compiled is not None:
+        sp, ids, ring = compiled
+    elif isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
     else:
@@ -214,6 +217,45 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
     out[rows, slots, 1] = ring
     out[:, :, 1] = np.where(out[:, :, 0] >= 0, out[:, :, 1], 0)
     return out
+
+
+def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
+                   cstarts: np.ndarray, cstops: np.ndarray, cdata: np.ndarray,
+                   targets: np.ndarray, spec: StencilSpec) -> Any:
+    """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
+    walk), in the local numbering of the loaded centers; None without numba."""
+    from ..kernels.engine import numba_available, resolve_backend
+
+    if not (numba_available() and resolve_backend(None) == "numba"):
+        return None
+    from ..kernels import _numba
+
+    sizes = cstops - cstarts
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    def local(g: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(cstarts, g, side="right") - 1
+        return (g - cstarts[k] + offset[k]).astype(np.int64)
+
+    m = int(sizes.sum())
+    count = np.zeros(m, dtype=np.int64)
+    count[local(loaded_ids)] = np.diff(indptr)
+    lindptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(count, out=lindptr[1:])
+    lind = np.empty(len(ind), dtype=np.int64)
+    starts = lindptr[local(loaded_ids)]
+    deg = np.diff(indptr)
+    dst = np.repeat(starts, deg) + (np.arange(len(ind)) - np.repeat(indptr[:-1], deg))
+    lind[dst] = local(ind)
+    if isinstance(spec, Radius):
+        args = (1, 0, 0, float(spec.radius))
+    else:
+        args = (int(spec.rings), int(spec.widen_to), int(spec.min_points), 0.0)
+    sp, lids, ring = _numba.walk_stencils(lind, lindptr, np.ascontiguousarray(cdata),
+                                          local(targets), *args)
+    to_global = np.concatenate([np.arange(a, b, dtype=np.int64)
+                                for a, b in zip(cstarts, cstops, strict=True)])
+    return sp, to_global[lids], ring
 
 
 def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, trailing: bool
@@ -377,6 +419,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         packed = _array(name, tasks, [table, center], (chunks, (width,), (2,)), np.int64)
         ids = packed.map_blocks(_ids_of, drop_axis=2, dtype=np.int64)
         ring = packed.map_blocks(_ring_of, drop_axis=2, dtype=np.int8)
+    _check_gather_size(width, chunks, d, spec)
     # centers of the stencil entries
     cname = f"xtramgrad-gather-center-{token}"
     ctasks = {}
@@ -407,6 +450,30 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         }
         label = _array(lname, ltasks, [lab, table], (chunks, (width,)), np.int64)
     return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width)
+
+
+#: Largest gathered block (one chunk's stencil centers, (bins, K, d) float64) allowed, bytes
+GATHER_LIMIT = 2 * 2**30
+
+
+def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: StencilSpec) -> None:
+    """Refuse, before anything is computed, a gather whose blocks would not fit in memory:
+    every row of a chunk is padded to the widest stencil ``width`` (a hub bin with 10^5
+    neighbours makes every row 10^5 wide)."""
+    big = max(chunks, default=0)
+    need = big * width * d * 8
+    if need <= GATHER_LIMIT:
+        return
+    fit = max(1, GATHER_LIMIT // max(1, width * d * 8))
+    raise TessellationError(
+        f"the widest stencil ({spec}) has {width} entries, and the chunked path pads every "
+        f"row of a chunk to it: chunks of {big} bins would gather {need / 2**30:.1f} GiB "
+        f"each (limit {GATHER_LIMIT / 2**30:.0f} GiB). A bin with that many neighbours (a "
+        "hub) is handled at any degree by the eager path, which stores the table as CSR: "
+        f"load the tessellation (ds.load()), or chunk along bin by at most {fit} bins "
+        "(ds.chunk(bin=...)), or check the table for a bin that should not have so many "
+        "neighbours."
+    )
 
 
 def gather_values(plan: GatherPlan, values: Any) -> Any:

@@ -13,9 +13,11 @@ finer grid. The score is a mean over bins, so it is estimated on a random sample
 :data:`SAMPLE` bins (a fixed seed: the choice is reproducible), with every slice of the
 field (up to :data:`MAX_SLICES`) pooled.
 
-GCV targets the field, not its gradient: the bandwidth that minimises the error of a
-gradient is larger than the one that minimises the error of the field (derivatives need more
-smoothing). :data:`GRADIENT_FACTOR` scales the GCV choice to the gradient; its value was
+GCV targets the field, not its gradient, and the two optima differ. For ``degree=1`` the
+bandwidth that minimises the error of the gradient is larger than the field's (derivatives
+need more smoothing); for ``degree=2`` GCV already picks a wide window (a quadratic fit has
+little bias at the field's scale) and the gradient's optimum is narrower.
+:data:`GRADIENT_FACTOR` scales the GCV choice to the gradient, per degree; both values were
 measured on noisy maps (see ``docs/methods.md``, "Noise").
 """
 

@@ -208,7 +208,7 @@ def method_table() -> str:
             opts = "`selection_angle=0.9`, `eps=`, `selection=` " + ("" if opts == "-" else opts)
         rows.append(
             f"| `{m.name}` | {opts} | {m.stencil_doc} | "
-            f"{'yes' if m.compiled is not None else 'no'} | {m.summary} |"
+            f"{'yes' if m.compiled is not None else 'no'} | {m.summary.replace('|', '&#124;')} |"
         )
     return "\n".join(rows)
 
@@ -308,7 +308,8 @@ def _register_builtins() -> tuple[str, ...]:
         "TRamWAy's order-2 regression over the 1-ring, with a correct derivative; linear "
         "fallback where the quadratic is not determined with redundancy",
         gradn_weights, Rings(1), compiled=_compiled.generic("gradn", lambda o: ()),
-        convergence="exact for linear fields; order 0 in 2D (fallback bins), 2 in 3D",
+        convergence="exact for linear fields; 2D: order 1 inside, not converging at the border "
+                    "(fallback bins); 3D: order 2",
     ))
     power = Param("power", LSQ_POWER, "weights |offset|^-power", _power)
     cutoff = Param("cutoff", LSQ_CUTOFF,

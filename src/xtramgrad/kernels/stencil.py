@@ -161,7 +161,8 @@ def _walk(
         where_seen = np.searchsorted(seen, key)
         new = (where_seen >= len(seen)) | (seen[np.minimum(where_seen, len(seen) - 1)] != key)
         cand_rows, cand_ids, key = cand_rows[new], cand_ids[new], key[new]
-        seen = np.union1d(seen, key)
+        # the new keys are not in ``seen``: a merge of two sorted runs (np.union1d hashes)
+        seen = np.sort(np.concatenate([seen, np.sort(key)]), kind="stable")
         rows_all.append(cand_rows)
         ids_all.append(cand_ids)
         ring_all.append(np.full(len(cand_rows), ring, dtype=np.int8))

@@ -4,34 +4,34 @@
 
 A tessellation Dataset is an ordinary :class:`xarray.Dataset` with
 
-========================  ==================  ==================================================
-variable                  dims                meaning
-========================  ==================  ==================================================
-``center``                ``(bin, space)``    float bin centers; ``space`` has size d = 1, 2, 3
-                                              and coordinate labels such as ``"x"``, ``"y"``;
-                                              ``center.attrs["units"]``: the space units
-``bin``                   ``(bin,)``          coordinate 0..n-1: the row positions the
-                                              neighbour table refers to (optional; set by the
-                                              constructors)
-``neighbours``            ``(bin, nbr)``      padded layout: integer, zero-based positions of
-                                              each bin's neighbours along ``bin``, padded
-                                              with -1
-``neighbours``            ``(edge,)``         ragged layout (CF contiguous ragged array): the
-                                              neighbours of bin 0, then of bin 1, ...
-``neighbour_count``       ``(bin,)``          ragged layout: neighbours per bin, attribute
-                                              ``sample_dimension = "edge"``
-``neighbour_label``       as ``neighbours``   optional signed labels ``+-(j+1)``: the neighbour
-                                              is above / below the bin along axis j
-``face_area``             as ``neighbours``   optional (d-1)-measure of the face shared with
-                                              each neighbour (NaN at padding)
-``volume``                ``(bin,)``          optional bin volume (area in 2D)
-``vertex``                ``(vertex, space)`` optional cell polygon corners (for plots)
-``cell_vertex``           ``(bin, corner)``   optional positions along ``vertex`` of each
-                                              cell's corners, padded with -1
-``bin_id``                ``(bin,)``          coordinate: original positions after
-                                              :func:`sort` or :func:`isel`
-measurements              ``(bin, ...)``      any variable with a ``bin`` dimension
-========================  ==================  ==================================================
+========================  ===================  ==================================================
+variable                  dims                 meaning
+========================  ===================  ==================================================
+``center``                ``(bin, space)``     float bin centers; ``space`` has size d = 1, 2, 3
+                                               and coordinate labels such as ``"x"``, ``"y"``;
+                                               ``center.attrs["units"]``: the space units
+``bin``                   ``(bin,)``           coordinate 0..n-1: the row positions the
+                                               neighbour table refers to (optional; set by the
+                                               constructors)
+``neighbours``            ``(bin, nbr)``       padded layout: integer, zero-based positions of
+                                               each bin's neighbours along ``bin``, padded
+                                               with -1
+``neighbours``            ``(edge,)``          ragged layout (CF contiguous ragged array): the
+                                               neighbours of bin 0, then of bin 1, ...
+``neighbour_count``       ``(bin,)``           ragged layout: neighbours per bin, attribute
+                                               ``sample_dimension = "edge"``
+``neighbour_label``       as ``neighbours``    optional signed labels ``+-(j+1)``: the neighbour
+                                               is above / below the bin along axis j
+``face_area``             as ``neighbours``    optional (d-1)-measure of the face shared with
+                                               each neighbour (NaN at padding)
+``volume``                ``(bin,)``           optional bin volume (area in 2D)
+``vertex``                ``(vertex, space)``  optional cell polygon corners (for plots)
+``cell_vertex``           ``(bin, corner)``    optional positions along ``vertex`` of each
+                                               cell's corners, padded with -1
+``bin_id``                ``(bin,)``           coordinate: original positions after
+                                               :func:`sort` or :func:`isel`
+measurements              ``(bin, ...)``       any variable with a ``bin`` dimension
+========================  ===================  ==================================================
 
 These names are the public schema: a Dataset written by hand with them (to zarr, netCDF,
 or in memory) works with the ``.tram`` accessor. A ``bin`` coordinate that is not 0..n-1
