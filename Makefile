@@ -22,7 +22,8 @@ $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
-# the first run compiles the numba kernels (about 1 min on 2 cores); later runs take seconds
+# the first run compiles the numba kernels (1-2 min on 2 cores: 78 s measured); later runs take
+# a few seconds
 demo: setup
 	$(BIN)/python -m xtramgrad demo
 

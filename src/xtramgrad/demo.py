@@ -207,7 +207,7 @@ def _backend_line() -> tuple[str, str]:
     if backend == "numba":
         return backend, (
             "backend: numba (the compiled kernels of the 'fast' extra). The first run compiles\n"
-            "them (about 1 min on 2 cores); numba caches them, and later runs take a few "
+            "them (1-2 min on 2 cores); numba caches them, and later runs take a few "
             "seconds.\n"
         )
     return backend, (
