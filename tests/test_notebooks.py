@@ -10,12 +10,13 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 #: Figures each notebook must produce (the plots are part of what it shows).
-MIN_FIGURES = {"tour": 4, "choosing_a_rule": 3}
+MIN_FIGURES = {"tour": 4, "choosing_a_rule": 3, "tramway_force_map": 4}
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_are_there():
-    assert {p.name for p in NOTEBOOKS} >= {"tour.ipynb", "choosing_a_rule.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"tour.ipynb", "choosing_a_rule.ipynb",
+                                           "tramway_force_map.ipynb"}
 
 
 @pytest.mark.slow
