@@ -112,8 +112,25 @@ def spawn(args: list[str], delay: float | None = None) -> subprocess.Popen:
     code = SLOW_CLI.format(delay=delay) if delay else "import sys; from xtramgrad.cli " \
         "import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen(
-        [sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, *args], stderr=subprocess.PIPE, text=True,
+        preexec_fn=_interactive_sigint,
     )
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt in this process too, even when the suite was started
+    in the background (SIGINT inherited ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _interactive_sigint() -> None:
+    """The child gets SIGINT as in a terminal: a suite started in the background (``&``,
+    no job control) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_partial(out: Path, proc: subprocess.Popen, timeout: float = 60) -> str:

@@ -247,3 +247,43 @@ def test_every_rule_eager_chunked_and_backends(rule, backend):
     # on a grid with face neighbours every rule picks the same two neighbours per axis
     ref = ds.tram.grad("D", selection="quadrants")
     np.testing.assert_allclose(eager.values, ref.values, rtol=1e-13)
+
+
+def test_registry_refuses_what_would_silently_change_results():
+    """Built-ins cannot be replaced (every default gradient would change), a user method
+    only with replace=True; a non-Method, a non-callable weight function, an unknown name to
+    unregister and a weight function returning nothing are clear errors."""
+    with pytest.raises(ValueError, match="built in and cannot be replaced"):
+        register_method(Method("grad1", "x", lambda nb, ok: None))
+    with pytest.raises(TypeError, match="expects a Method"):
+        register_method("foo")
+    with pytest.raises(TypeError, match="not a function"):
+        register_method(Method("bad", "x", 42))
+    with pytest.raises(ValueError, match="no method 'nope' is registered"):
+        unregister_method("nope")
+    register_method(Method("none_test", "returns None", lambda nb, ok: None))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_method(Method("none_test", "again", lambda nb, ok: None))
+        ds = xtramgrad.grid(5, D=np.arange(5.0))
+        with pytest.raises(TypeError, match="method 'none_test' returned NoneType"):
+            ds.tram.grad("D", method="none_test")
+        register_method(Method("none_test", "zeros", lambda nb, ok: (
+            np.zeros(len(nb.rows)), np.zeros(nb.n))), replace=True)
+        assert (ds.tram.grad("D", method="none_test").values == 0).all()
+    finally:
+        unregister_method("none_test")
+    assert ds.tram.grad("D").values[1:-1, 0].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_bins_without_any_determined_component_are_flagged_undefined():
+    """A local fit whose window holds too few bins gives NaN: flagged 2, never 0."""
+    p = np.random.default_rng(0).random((300, 2))
+    ds = xtramgrad.voronoi(p, geometry=False)
+    ds["D"] = ("bin", p[:, 0])
+    for chunks in (None, 70):
+        data = ds if chunks is None else ds.chunk(bin=chunks)
+        g, flags = data.tram.grad("D", method="local", bandwidth=0.01, return_flags=True)
+        nan = np.isnan(g.values).all(axis=1)
+        assert nan.sum() > 50
+        assert (flags.values[nan] == 2).all() and (flags.values[~nan] != 2).all()

@@ -940,3 +940,22 @@ def test_chunked_hub_is_refused_before_allocating(monkeypatch):
     eager = ds.tram.grad("D", method="lsq")
     small = ds.chunk(bin=100).tram.grad("D", method="lsq")
     np.testing.assert_array_equal(small.values, eager.values)
+
+
+def test_from_adjacency_neighbour_lists():
+    c = np.arange(4.0)
+    ds = xtramgrad.from_adjacency(c, [[1], [0], [3], [2]], D=c)  # equal lengths, not (n, n)
+    assert ds.neighbours.values.reshape(4, -1)[:, 0].tolist() == [1, 0, 3, 2]
+    for bad, found in ((["a"], "\\['a'\\]"), ([[1]], "\\[\\[1\\]\\]"), (None, "None")):
+        with pytest.raises(TessellationError, match=f"adjacency row 0 is {found}; expected a "
+                                                     "flat list of integer positions"):
+            xtramgrad.from_adjacency(c, [bad, [0], [3], [2]])
+
+
+def test_vector_field_given_as_a_numpy_array_is_a_clear_error():
+    p = np.random.default_rng(0).random((50, 2))
+    ds = xtramgrad.voronoi(p, geometry=False)
+    with pytest.raises(TessellationError, match=r"numpy array of shape \(50, 2\).*xr\.DataArray"):
+        ds.tram.div(np.ones((50, 2)))
+    with pytest.raises(TessellationError, match="the vector field is float"):
+        ds.tram.curl(3.5)

@@ -156,7 +156,18 @@ def _vector(
         f"along 'space' (what ds.tram.grad returns), or a list of {d} component variables, "
         f"one per space axis {space}, e.g. {[f'F{s}' for s in space]}"
     )
+    if isinstance(field, np.ndarray):
+        raise TessellationError(
+            f"the vector field is a numpy array of shape {field.shape}; {expected}. Wrap an "
+            "(n, d) array as xr.DataArray(F, dims=('bin', 'space'))."
+        )
     if isinstance(field, (str, xr.DataArray)) or not isinstance(field, Sequence):
+        if not isinstance(field, (str, xr.DataArray)) and not (
+            isinstance(field, Hashable) and field in ds.variables
+        ):
+            raise TessellationError(
+                f"the vector field is {type(field).__name__} {field!r}; {expected}."
+            )
         if isinstance(field, xr.DataArray):
             da = field
             what = f"the vector field {da.name!r}" if da.name is not None else "the vector field"

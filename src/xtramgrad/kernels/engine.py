@@ -111,11 +111,17 @@ def resolve_backend(backend: str | None) -> str:
 
 def run(job: Job, method: Any, backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Estimates ``(S, n, Qo)`` and flags ``(S, n)`` of ``method`` for ``job``."""
+    done = None
     if method.compiled is not None and resolve_backend(backend) == "numba":
         done = method.compiled(job)
-        if done is not None:
-            return done
-    return _run_numpy(job, method)
+    out, flags = done if done is not None else _run_numpy(job, method)
+    # a bin none of whose outputs could be determined (e.g. a rank-deficient local fit) has
+    # no gradient, whatever the method reported
+    undefined = np.isnan(out).all(axis=-1) & (flags != FLAG_UNDEFINED)
+    if undefined.any():
+        flags = flags.copy()
+        flags[undefined] = FLAG_UNDEFINED
+    return out, flags
 
 
 def missing_patterns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +153,19 @@ def map_weights(
     kw = dict(options)
     if method.uses_selection:
         kw["selection"] = selection
-    res = method.weights(nb, ok, **kw)
+    try:
+        res = method.weights(nb, ok, **kw)
+    except Exception as exc:
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(f"(raised by the weight function of method {method.name!r})")
+        raise
     if not isinstance(res, Weights):
+        if not (isinstance(res, tuple) and len(res) == 2):
+            raise TypeError(
+                f"the weight function of method {method.name!r} returned {type(res).__name__}"
+                f" {res!r:.80}; expected a Weights or a pair (w, c0) of arrays: w (edges, Q) "
+                "and c0 (bins, Q)."
+            )
         w, c0 = res
         w = np.asarray(w, dtype=np.float64)
         c0 = np.asarray(c0, dtype=np.float64)

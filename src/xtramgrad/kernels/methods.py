@@ -150,8 +150,33 @@ METHODS: dict[str, Method] = {}
 BUILTIN: tuple[str, ...] = ()
 
 
-def register_method(method: Method) -> Method:
-    """Add a method to :data:`METHODS` (replacing one of the same name); returns it."""
+def register_method(method: Method, *, replace: bool = False) -> Method:
+    """Add a method to :data:`METHODS`; returns it.
+
+    A method of the same name that you registered is replaced only with ``replace=True``;
+    the built-in methods (grad1, gradn, lsq, lsq2, local) cannot be replaced: register
+    yours under another name.
+    """
+    if not isinstance(method, Method):
+        raise TypeError(
+            f"register_method expects a Method, got {type(method).__name__} {method!r}; "
+            "build one with Method(name, summary, weights, ...)."
+        )
+    if not callable(method.weights):
+        raise TypeError(
+            f"method {method.name!r}: weights is {method.weights!r}, not a function; expected "
+            "weights(neighbourhood, options) returning (w, c0)."
+        )
+    if method.name in BUILTIN:
+        raise ValueError(
+            f"method {method.name!r} is built in and cannot be replaced (every default "
+            "gradient would silently change); register yours under another name."
+        )
+    if method.name in METHODS and not replace:
+        raise ValueError(
+            f"a method {method.name!r} is already registered; pass replace=True to replace "
+            "it, or unregister_method it first."
+        )
     if not method.quantities or method.quantities[0] != "gradient":
         raise ValueError(f"method {method.name!r}: quantities must start with 'gradient'.")
     unknown = set(method.quantities) - set(QUANTITIES)
@@ -165,7 +190,11 @@ def unregister_method(name: str) -> None:
     """Remove a method registered with :func:`register_method` (not a built-in one)."""
     if name in BUILTIN:
         raise ValueError(f"method {name!r} is built in; it cannot be removed.")
-    METHODS.pop(name, None)
+    if name not in METHODS:
+        raise ValueError(
+            f"no method {name!r} is registered; the registered ones are {', '.join(METHODS)}."
+        )
+    METHODS.pop(name)
 
 
 def resolve_options(method: Method, options: Mapping[str, Any]) -> dict[str, Any]:

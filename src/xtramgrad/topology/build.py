@@ -181,21 +181,36 @@ def _geometry_attrs(units: str | None, d: int) -> tuple[dict[str, Any], dict[str
 # --------------------------------------------------------------------------- from_adjacency
 
 
-def _is_row_lists(adjacency: Any) -> bool:
-    """A list (not a tuple: ``(indptr, indices)``) of per-bin neighbour lists of any
-    lengths, e.g. ``[[1], [0, 2], [1]]``."""
-    return (
-        isinstance(adjacency, list)
-        and len(adjacency) > 0
-        and all(isinstance(r, (list, tuple, np.ndarray)) for r in adjacency)
-        and len({len(r) for r in adjacency}) > 1
-    )
+def _is_row_lists(adjacency: Any, n: int) -> bool:
+    """A list (not a tuple: ``(indptr, indices)``) of per-bin neighbour lists, e.g.
+    ``[[1], [0, 2], [1]]``: rows of different lengths, or rows not of length ``n`` (a list
+    of ``n`` rows of length ``n`` is a dense matrix)."""
+    if not (isinstance(adjacency, list) and len(adjacency) > 0):
+        return False
+    rows = [r for r in adjacency if isinstance(r, (list, tuple, np.ndarray))]
+    if not rows:
+        return False
+    return len(rows) < len(adjacency) or len({len(r) for r in rows}) > 1 or len(rows[0]) != n
+
+
+def _row_list(r: Any, i: int) -> np.ndarray:
+    """Row ``i`` of a list of neighbour lists, as int64; a clear error otherwise."""
+    try:
+        arr = np.asarray(r)
+    except ValueError:
+        arr = np.asarray([None])
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TessellationError(
+            f"adjacency row {i} is {r!r}; expected a flat list of integer positions of the "
+            f"neighbours of bin {i} (e.g. [1, 4])."
+        )
+    return arr.astype(np.int64)
 
 
 def _adjacency_csr(adjacency: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(indptr, indices) of an adjacency, rows' entries in stored order, repeats kept."""
-    if _is_row_lists(adjacency):
-        lists = [np.asarray(r).reshape(-1) for r in adjacency]
+    if _is_row_lists(adjacency, n):
+        lists = [_row_list(r, i) for i, r in enumerate(adjacency)]
         if len(lists) != n:
             raise TessellationError(
                 f"adjacency has {len(lists)} rows of neighbours, expected one per center ({n})."
