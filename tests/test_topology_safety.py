@@ -959,3 +959,14 @@ def test_vector_field_given_as_a_numpy_array_is_a_clear_error():
         ds.tram.div(np.ones((50, 2)))
     with pytest.raises(TessellationError, match="the vector field is float"):
         ds.tram.curl(3.5)
+
+
+def test_infinite_value_is_located_on_chunked_data():
+    ds = xtramgrad.grid(400)
+    d = np.arange(400.0)
+    d[250] = -np.inf
+    ds["D"] = ("bin", d)
+    for data in (ds, ds.chunk(bin=100)):
+        with pytest.raises(TessellationError, match=r"'D' holds 1 infinite value\(s\) \(first "
+                                                     r"at bin 250[,)]"):
+            data.tram.grad("D", method="lsq").compute()

@@ -172,16 +172,21 @@ def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
     return da
 
 
-def check_finite(values: np.ndarray, name: Hashable, what: str = "variable") -> None:
-    """Refuse +-inf (NaN means missing): a clear error naming the variable and the count."""
+def check_finite(values: np.ndarray, name: Hashable, what: str = "variable",
+                 start: int = 0) -> None:
+    """Refuse +-inf (NaN means missing): a clear error naming the variable and the count.
+    ``start``: the position along ``bin`` of the first column (a chunk's offset)."""
     bad = np.isinf(values)
     if bad.any():
         count = int(bad.sum())
         first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        where = f"first at bin {start + int(first[-1])}"
+        if start:
+            where += f", in the chunk of bins from {start}"
         raise TessellationError(
-            f"{what} {name!r} holds {count} infinite value(s) (first at bin {first[-1]}); "
-            "a gradient needs finite values, NaN for missing ones. To treat them as missing: "
-            f"ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}]))."
+            f"{what} {name!r} holds {count} infinite value(s) ({where}); a gradient needs "
+            "finite values, NaN for missing ones. To treat them as missing: "
+            f"ds[{name!r}] = ds[{name!r}].where(np.isfinite(ds[{name!r}]))"
         )
 
 
@@ -279,14 +284,15 @@ def _gathered_kernel(
     combine: np.ndarray, var: Hashable,
 ) -> tuple[np.ndarray, np.ndarray]:
     """apply_ufunc kernel on gathered stencils: values (..., n), centers (n, d), nbr_values
-    (..., n, K), nbr_center (n, K, d), ring (n, K), then labels (n, K), sigma (..., n) and
-    nbr_sigma (..., n, K)."""
+    (..., n, K), nbr_center (n, K, d), ring (n, K), positions along bin (n,), then labels
+    (n, K), sigma (..., n) and nbr_sigma (..., n, K)."""
     rest_l = list(rest)
+    start = int(np.asarray(rest_l.pop(0)).reshape(-1)[0])  # the chunk's first position
     lab = rest_l.pop(0) if labels else None
     n, k, d = nbr_center.shape[-3:]
     batch = np.broadcast_shapes(values.shape[:-1], nbr_values.shape[:-2])
     flat = np.broadcast_to(values, batch + (n,)).reshape(-1, n)
-    check_finite(flat, var)
+    check_finite(flat, var, start=start)
     nv = np.broadcast_to(nbr_values, batch + (n, k)).reshape(-1, n, k)
     centers = np.asarray(centers, dtype=np.float64).reshape(n, d)
     nbr_center = np.asarray(nbr_center).reshape(n, k, d)
@@ -383,8 +389,11 @@ def _estimate_chunked(
     nv = xr.DataArray(gather_values(plan, fdata), dims=(*batch, BIN, kdim))
     nc = xr.DataArray(plan.center, dims=(BIN, kdim, SPACE))
     ring = xr.DataArray(plan.ring, dims=(BIN, kdim))
-    args = [field, center, nv, nc, ring]
-    dims = [[], [SPACE], [kdim], [kdim, SPACE], [kdim]]
+    import dask.array as da
+
+    position = xr.DataArray(da.arange(int(sum(chunks)), chunks=(chunks,)), dims=(BIN,))
+    args = [field, center, nv, nc, ring, position]
+    dims = [[], [SPACE], [kdim], [kdim, SPACE], [kdim], []]
     if labels:
         args.append(xr.DataArray(plan.label, dims=(BIN, kdim)))
         dims.append([kdim])
