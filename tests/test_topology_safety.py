@@ -970,3 +970,19 @@ def test_infinite_value_is_located_on_chunked_data():
         with pytest.raises(TessellationError, match=r"'D' holds 1 infinite value\(s\) \(first "
                                                      r"at bin 250[,)]"):
             data.tram.grad("D", method="lsq").compute()
+
+
+def test_multi_ring_stencils_on_a_hub_are_refused_before_walking():
+    """Every neighbour of a hub gets the whole hub in its 2-ring: quadratic work, refused
+    with the hub named; 1-ring methods run."""
+    n = 4000
+    c = np.random.default_rng(1).random((n, 2))
+    rows = [[j for j in (i - 1, i + 1) if 0 <= j < n] for i in range(n)]
+    rows[0] = list(range(1, n))
+    for j in range(2, n):
+        rows[j].append(0)
+    ds = xtramgrad.from_adjacency(c, rows, D=c[:, 0])
+    with pytest.raises(TessellationError, match=r"bin 0 has 3999 neighbours .*2-ring stencil "
+                                                 r"\(method 'lsq2'\).*1-ring method"):
+        ds.tram.grad("D", method="lsq2")
+    assert np.isfinite(ds.tram.grad("D", method="lsq").values).all()

@@ -272,6 +272,10 @@ def _table_kernel(
         flags = np.where(np.isnan(out).all(axis=-1), 2, 0).astype(np.int8)
     else:
         assert req.method is not None
+        from .kernels.stencil import check_walk_cost
+
+        degrees = np.diff(indptr) if indptr.size else (table >= 0).sum(axis=1)
+        check_walk_cost(np.concatenate([[0], np.cumsum(degrees)]), req.spec(d), req.method.name)
         job = Job(flat, sig_flat, centers, table, indptr, lab, None, req.spec(d), req.options,
                   req.selection, req.na, combine)
         out, flags = kernels.run(job, req.method)

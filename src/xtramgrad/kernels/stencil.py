@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..errors import TessellationError
+
 __all__ = [
     "Rings",
     "Radius",
@@ -175,6 +177,41 @@ def _walk(
     rings = np.concatenate(ring_all)
     order = np.argsort(rows, kind="stable")  # walk order is ring order within a row
     return rows[order], ids[order], rings[order]
+
+
+#: A multi-ring stencil walk may cost at most this many times an ordinary mesh's
+HUB_FACTOR = 100
+
+
+def check_walk_cost(indptr: np.ndarray, spec: Any, method: str) -> None:
+    """Refuse, before walking, a multi-ring stencil on a table with a hub: every neighbour
+    of a bin with D neighbours gets all D in its 2-ring, so the walk costs sum(deg^2)
+    entries, quadratic in the hub's degree (10^4 bins and one 10^4-neighbour hub: 10^8).
+
+    Examples
+    --------
+    >>> indptr = np.array([0, 3, 4, 5, 6])  # a star: bin 0 with 3 neighbours
+    >>> check_walk_cost(indptr, Rings(2), "lsq2")  # small: fine
+    """
+    if not (isinstance(spec, Rings) and spec.depth >= 2):
+        return
+    deg = np.diff(np.asarray(indptr, dtype=np.int64))
+    n = len(deg)
+    if n == 0:
+        return
+    med = max(1.0, float(np.median(deg)))
+    work = float(np.sum(deg.astype(np.float64) ** 2))
+    ordinary = n * med * med
+    if work <= HUB_FACTOR * ordinary or work < 1e7:
+        return
+    hub = int(np.argmax(deg))
+    raise TessellationError(
+        f"bin {hub} has {int(deg[hub])} neighbours (the median bin has {med:g}): every one "
+        f"of them would get all of them in its {spec.rings}-ring stencil (method {method!r}),"
+        f" {work:.2g} stencil entries in all, {work / ordinary:.0f}x an ordinary mesh of "
+        f"{n} bins. Use a 1-ring method (lsq, grad1, gradn) on a table with hubs, or check "
+        "the table for a bin that should not have so many neighbours."
+    )
 
 
 def ring_stencil(
