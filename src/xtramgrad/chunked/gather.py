@@ -454,6 +454,8 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
 
 #: Largest gathered block (one chunk's stencil centers, (bins, K, d) float64) allowed, bytes
 GATHER_LIMIT = 2 * 2**30
+#: Largest number of padded stencil entries (bins x K) of a chunked gradient
+PADDED_LIMIT = 4 * 10**9
 
 
 def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: StencilSpec) -> None:
@@ -462,16 +464,21 @@ def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: Stenci
     neighbours makes every row 10^5 wide)."""
     big = max(chunks, default=0)
     need = big * width * d * 8
-    if need <= GATHER_LIMIT:
+    padded = sum(chunks) * width  # entries the kernels loop over, padding included
+    if need <= GATHER_LIMIT and padded <= PADDED_LIMIT:
         return
     fit = max(1, GATHER_LIMIT // max(1, width * d * 8))
+    smaller = (
+        f", or chunk along bin by at most {fit} bins (ds.chunk(bin=...))"
+        if padded <= PADDED_LIMIT else ""
+    )
     raise TessellationError(
         f"the widest stencil ({spec}) has {width} entries, and the chunked path pads every "
         f"row of a chunk to it: chunks of {big} bins would gather {need / 2**30:.1f} GiB "
-        f"each (limit {GATHER_LIMIT / 2**30:.0f} GiB). A bin with that many neighbours (a "
-        "hub) is handled at any degree by the eager path, which stores the table as CSR: "
-        f"load the tessellation (ds.load()), or chunk along bin by at most {fit} bins "
-        "(ds.chunk(bin=...)), or check the table for a bin that should not have so many "
+        f"each (limit {GATHER_LIMIT / 2**30:.0f} GiB), {padded:.2g} padded entries in all "
+        f"(limit {PADDED_LIMIT:.0e}). A bin with that many neighbours (a hub) is handled at "
+        "any degree by the eager path, which stores the table as CSR: load the tessellation "
+        f"(ds.load()){smaller}, or check the table for a bin that should not have so many "
         "neighbours."
     )
 
