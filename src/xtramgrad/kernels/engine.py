@@ -115,9 +115,9 @@ def run(job: Job, method: Any, backend: str | None = None) -> tuple[np.ndarray, 
     if method.compiled is not None and resolve_backend(backend) == "numba":
         done = method.compiled(job)
     out, flags = done if done is not None else _run_numpy(job, method)
-    # a bin none of whose outputs could be determined (e.g. a rank-deficient local fit) has
-    # no gradient, whatever the method reported
-    undefined = np.isnan(out).all(axis=-1) & (flags != FLAG_UNDEFINED)
+    # a bin none of whose outputs the method's own fit determined (e.g. a local fit whose
+    # window holds too few bins) has no gradient; a fallback (flag 1) keeps its flag
+    undefined = np.isnan(out).all(axis=-1) & (flags == 0)
     if undefined.any():
         flags = flags.copy()
         flags[undefined] = FLAG_UNDEFINED
