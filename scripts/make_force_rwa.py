@@ -38,6 +38,7 @@ import time
 import warnings
 from pathlib import Path
 
+import _trajectories as trajectories  # scripts/ is on the path of a script
 import numpy as np
 import pandas as pd
 
@@ -66,28 +67,12 @@ def force(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def simulate(seed: int = SEED) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    lo, hi = BOX
-    pos = rng.uniform(lo, hi, size=(N_TRAJECTORIES, 2))
-    alive = np.ones(N_TRAJECTORIES, dtype=bool)
-    traj, present = [pos.copy()], [alive.copy()]
-    for _ in range(MAX_STEPS):
-        x, y = pos[:, 0], pos[:, 1]
-        D = np.where(alive, diffusivity(x, y), 0.0)
-        drift = D[:, None] * force(x, y) * DT
-        pos = pos + drift + np.sqrt(2.0 * D * DT)[:, None] * rng.standard_normal(pos.shape)
-        traj.append(pos.copy())
-        present.append(alive.copy())
-        alive &= np.all((lo <= pos) & (pos <= hi), axis=1)
-    xy = np.stack(traj, axis=1)
-    keep = np.stack(present, axis=1)
-    n = np.broadcast_to(np.arange(1, N_TRAJECTORIES + 1)[:, None], keep.shape)
-    t = np.broadcast_to(np.arange(MAX_STEPS + 1)[None, :] * DT, keep.shape)
-    df = pd.DataFrame(
-        {"n": n[keep].astype(float), "x": xy[..., 0][keep], "y": xy[..., 1][keep], "t": t[keep]}
+    """Trajectories in the trap: drift D F, diffusivity D (see scripts/_trajectories.py)."""
+    return trajectories.simulate(
+        seed, N_TRAJECTORIES, MAX_STEPS, DT, BOX,
+        lambda xy: diffusivity(xy[:, 0], xy[:, 1]), lambda xy: force(xy[:, 0], xy[:, 1]),
     )
-    counts = df.groupby("n")["n"].transform("size")
-    return df[counts > 1].reset_index(drop=True)
+
 
 
 def build_tree(df: pd.DataFrame, verbose: bool = False):

@@ -43,6 +43,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import _trajectories as trajectories  # scripts/ is on the path of a script
 import numpy as np
 import pandas as pd
 
@@ -99,35 +100,8 @@ def true_D(xy: np.ndarray) -> np.ndarray:
 
 def simulate(seed: int = SEED) -> pd.DataFrame:
     """Brownian trajectories with D(x, y) = D0 + GX*x + GY*y, stopped on exit."""
-    rng = np.random.default_rng(seed)
-    lo, hi = BOX
-    pos = rng.uniform(lo, hi, size=(N_TRAJECTORIES, 2))
-    alive = np.ones(N_TRAJECTORIES, dtype=bool)
-    traj = [pos.copy()]
-    present = [alive.copy()]
-    for _ in range(MAX_STEPS):
-        D = true_D(pos)
-        step = np.sqrt(2.0 * np.where(alive, D, 0.0) * DT)[:, None]
-        pos = pos + step * rng.standard_normal(pos.shape)
-        traj.append(pos.copy())
-        present.append(alive.copy())
-        inside = np.all((lo <= pos) & (pos <= hi), axis=1)
-        alive &= inside  # the exiting point is recorded, nothing after it
-    xy = np.stack(traj, axis=1)  # (trajectories, MAX_STEPS + 1, 2)
-    keep = np.stack(present, axis=1)
-    n = np.broadcast_to(np.arange(1, N_TRAJECTORIES + 1)[:, None], keep.shape)
-    t = np.broadcast_to(np.arange(MAX_STEPS + 1)[None, :] * DT, keep.shape)
-    df = pd.DataFrame(
-        {
-            "n": n[keep].astype(float),
-            "x": xy[..., 0][keep],
-            "y": xy[..., 1][keep],
-            "t": t[keep],
-        }
-    )
-    # trajectories reduced to one point carry no displacement
-    counts = df.groupby("n")["n"].transform("size")
-    return df[counts > 1].reset_index(drop=True)
+    return trajectories.simulate(seed, N_TRAJECTORIES, MAX_STEPS, DT, BOX, true_D)
+
 
 
 def neighbour_table(adjacency, keys: np.ndarray) -> np.ndarray:

@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import _trajectories as trajectories  # noqa: E402
+
 SEED = 20240612
 D0, GX, GY = 0.5, 0.15, -0.08  # um^2/s, um/s, um/s
 DT = 0.02  # s
@@ -54,26 +57,11 @@ GRADIENT_LABEL = "gradD"
 
 
 def simulate(seed: int = SEED) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    lo, hi = BOX
-    pos = rng.uniform(lo, hi, size=(N_TRAJECTORIES, 2))
-    alive = np.ones(N_TRAJECTORIES, dtype=bool)
-    traj, present = [pos.copy()], [alive.copy()]
-    for _ in range(MAX_STEPS):
-        D = np.where(alive, D0 + GX * pos[:, 0] + GY * pos[:, 1], 0.0)
-        pos = pos + np.sqrt(2.0 * D * DT)[:, None] * rng.standard_normal(pos.shape)
-        traj.append(pos.copy())
-        present.append(alive.copy())
-        alive &= np.all((lo <= pos) & (pos <= hi), axis=1)
-    xy = np.stack(traj, axis=1)
-    keep = np.stack(present, axis=1)
-    n = np.broadcast_to(np.arange(1, N_TRAJECTORIES + 1)[:, None], keep.shape)
-    t = np.broadcast_to(np.arange(MAX_STEPS + 1)[None, :] * DT, keep.shape)
-    df = pd.DataFrame(
-        {"n": n[keep].astype(float), "x": xy[..., 0][keep], "y": xy[..., 1][keep], "t": t[keep]}
+    return trajectories.simulate(
+        seed, N_TRAJECTORIES, MAX_STEPS, DT, BOX,
+        lambda xy: D0 + GX * xy[:, 0] + GY * xy[:, 1],
     )
-    counts = df.groupby("n")["n"].transform("size")
-    return df[counts > 1].reset_index(drop=True)
+
 
 
 def build_tree(df: pd.DataFrame):
