@@ -928,12 +928,8 @@ def test_chunked_hub_is_refused_before_allocating(monkeypatch):
     from xtramgrad.chunked import gather
 
     n = 400
-    c = np.random.default_rng(0).random((n, 2))
-    rows = [[j for j in (i - 1, i + 1) if 0 <= j < n] for i in range(n)]
-    rows[0] = list(range(1, n))
-    for j in range(2, n):
-        rows[j].append(0)
-    ds = xtramgrad.from_adjacency(c, rows, D=c[:, 0] + 2 * c[:, 1])
+    c, A = hub(n)
+    ds = xtramgrad.from_adjacency(c, A, D=c[:, 0] + 2 * c[:, 1])
     monkeypatch.setattr(gather, "GATHER_LIMIT", 100 * (n - 1) * 2 * 8)  # 100 rows of the hub
     with pytest.raises(TessellationError, match=r"399 entries.*ds\.load\(\).*at most 100 bins"):
         ds.chunk(bin=200).tram.grad("D", method="lsq")
@@ -975,13 +971,8 @@ def test_infinite_value_is_located_on_chunked_data():
 def test_multi_ring_stencils_on_a_hub_are_refused_before_walking():
     """Every neighbour of a hub gets the whole hub in its 2-ring: quadratic work, refused
     with the hub named; 1-ring methods run."""
-    n = 4000
-    c = np.random.default_rng(1).random((n, 2))
-    rows = [[j for j in (i - 1, i + 1) if 0 <= j < n] for i in range(n)]
-    rows[0] = list(range(1, n))
-    for j in range(2, n):
-        rows[j].append(0)
-    ds = xtramgrad.from_adjacency(c, rows, D=c[:, 0])
+    c, A = hub(4000)
+    ds = xtramgrad.from_adjacency(c, A, D=c[:, 0])
     with pytest.raises(TessellationError, match=r"bin 0 has 3999 neighbours .*2-ring stencil "
                                                  r"\(method 'lsq2'\).*1-ring method"):
         ds.tram.grad("D", method="lsq2")
