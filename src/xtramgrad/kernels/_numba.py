@@ -67,48 +67,63 @@ MODE_LEVERAGE = 2  # the bin's own coefficient (the smoother's leverage, for GCV
 # =========================================================================== rows, stencils
 
 
-def row(table, indptr, i, nbr, slot):  # pragma: no cover - replaced by the overload
-    raise NotImplementedError
+def _row_padded(table, indptr, i, nbr, slot):
+    c = 0
+    for r in range(table.shape[1]):
+        j = table[i, r]
+        if j >= 0:
+            nbr[c] = j
+            slot[c] = r
+            c += 1
+    return c
+
+
+def _row_csr(table, indptr, i, nbr, slot):
+    lo = indptr[i]
+    hi = indptr[i + 1]
+    for e in range(lo, hi):
+        nbr[e - lo] = table[e]
+        slot[e - lo] = e
+    return hi - lo
+
+
+def row(table, indptr, i, nbr, slot):
+    """Present neighbours of bin ``i`` of a padded (n, k) or CSR (``indptr``, entries)
+    table: fills ``nbr`` (positions) and ``slot`` (where each sits in the table, for
+    labels); returns their count. Compiled code gets the layout's version by the overload
+    below, resolved at compile time.
+
+    Examples
+    --------
+    >>> nbr, slot = np.empty(2, np.int64), np.empty(2, np.int64)
+    >>> row(np.array([[1, -1], [0, 2], [1, -1]]), None, 1, nbr, slot), nbr.tolist()
+    (2, [0, 2])
+    """
+    return (_row_padded if table.ndim == 2 else _row_csr)(table, indptr, i, nbr, slot)
 
 
 @overload(row, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _row_overload(table, indptr, i, nbr, slot):
-    """Present neighbours of bin ``i``: fills ``nbr`` (positions) and ``slot`` (where each
-    sits in the table, for labels); returns their count."""
-    if table.ndim == 2:
-
-        def padded(table, indptr, i, nbr, slot):
-            c = 0
-            for r in range(table.shape[1]):
-                j = table[i, r]
-                if j >= 0:
-                    nbr[c] = j
-                    slot[c] = r
-                    c += 1
-            return c
-
-        return padded
-
-    def csr(table, indptr, i, nbr, slot):
-        lo = indptr[i]
-        hi = indptr[i + 1]
-        for e in range(lo, hi):
-            nbr[e - lo] = table[e]
-            slot[e - lo] = e
-        return hi - lo
-
-    return csr
+    return _row_padded if table.ndim == 2 else _row_csr
 
 
-def label_of(labels, i, s):  # pragma: no cover - replaced by the overload
-    raise NotImplementedError
+def _label_padded(labels, i, s):
+    return labels[i, s]
+
+
+def _label_csr(labels, i, s):
+    return labels[s]
+
+
+def label_of(labels, i, s):
+    """The label of the entry at ``slot`` ``s`` of row ``i`` (padded (n, k) labels, or one
+    per CSR entry); compiled code gets the layout's version by the overload below."""
+    return (_label_padded if labels.ndim == 2 else _label_csr)(labels, i, s)
 
 
 @overload(label_of, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _label_overload(labels, i, s):
-    if labels.ndim == 2:
-        return lambda labels, i, s: labels[i, s]
-    return lambda labels, i, s: labels[s]
+    return _label_padded if labels.ndim == 2 else _label_csr
 
 
 @_jit
