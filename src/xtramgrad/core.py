@@ -274,9 +274,9 @@ def _table_kernel(
         assert req.method is not None
         from .kernels.stencil import check_walk_cost
 
-        degrees = np.diff(indptr) if indptr.size else (table >= 0).sum(axis=1)
-        check_walk_cost(np.concatenate([[0], np.cumsum(degrees)]), req.spec(d), req.method.name)
-        job = Job(flat, sig_flat, centers, table, indptr, lab, None, req.spec(d), req.options,
+        spec = req.spec(d)
+        check_walk_cost(table, indptr, spec, req.method.name)
+        job = Job(flat, sig_flat, centers, table, indptr, lab, None, spec, req.options,
                   req.selection, req.na, combine)
         out, flags = kernels.run(job, req.method)
     return out.reshape(batch + out.shape[1:]), flags.reshape(batch + (n,))

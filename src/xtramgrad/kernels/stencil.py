@@ -183,19 +183,21 @@ def _walk(
 HUB_FACTOR = 100
 
 
-def check_walk_cost(indptr: np.ndarray, spec: Any, method: str) -> None:
+def check_walk_cost(table: np.ndarray, indptr: np.ndarray, spec: Any, method: str) -> None:
     """Refuse, before walking, a multi-ring stencil on a table with a hub: every neighbour
     of a bin with D neighbours gets all D in its 2-ring, so the walk costs sum(deg^2)
     entries, quadratic in the hub's degree (10^4 bins and one 10^4-neighbour hub: 10^8).
+    ``table``: padded (n, k) (``indptr`` empty) or CSR entries with ``indptr``. Nothing is
+    read for a 1-ring or radius stencil.
 
     Examples
     --------
-    >>> indptr = np.array([0, 3, 4, 5, 6])  # a star: bin 0 with 3 neighbours
-    >>> check_walk_cost(indptr, Rings(2), "lsq2")  # small: fine
+    >>> star = np.array([[1, 2, 3], [0, -1, -1], [0, -1, -1], [0, -1, -1]])
+    >>> check_walk_cost(star, np.zeros(0, np.int64), Rings(2), "lsq2")  # small: fine
     """
     if not (isinstance(spec, Rings) and spec.depth >= 2):
         return
-    deg = np.diff(np.asarray(indptr, dtype=np.int64))
+    deg = np.diff(indptr) if len(indptr) else (np.asarray(table) >= 0).sum(axis=1)
     n = len(deg)
     if n == 0:
         return
