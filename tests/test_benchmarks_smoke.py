@@ -21,6 +21,7 @@ SCRIPTS = {
     "bench_memory.py": ["peak RSS delta / (inputs + output)"],
     "bench_scaling.py": ["max/min time per bin"],
     "bench_geometry.py": ["voronoi_geometry 2d", "grid_geometry"],
+    "bench_hub.py": ["grad1 chunked peak RSS / 1 GiB", "gradn chunked time, hub / no hub"],
     "bench_methods.py": ["lsq eager / grad1 eager", "local chunked / eager"],
     "convergence.py": ["order lsq 2D random interior", "noise local auto random"],
     "calculus.py": ["order curl(grad f) lsq2 random trimmed", "penalty two_point u random"],

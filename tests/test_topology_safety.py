@@ -921,20 +921,88 @@ def test_gradients_do_not_depend_on_the_layout():
     np.testing.assert_allclose(lazy.values, want, rtol=1e-13, atol=1e-13)
 
 
-def test_chunked_hub_is_refused_before_allocating(monkeypatch):
-    """A hub pads every gathered row of its chunk: the chunked path says so (and how to go
-    on) before computing anything, instead of allocating n x degree; smaller chunks or the
-    eager path give the same numbers."""
+def test_chunked_hub_is_computed_apart_and_equals_eager():
+    """Hubs (rows far wider than the rest) leave the gather: the other rows of their chunk
+    stay as narrow as elsewhere, the hubs are computed on their CSR rows; every method,
+    rule, user function and uncertainty gives the eager numbers, extra dims and missing
+    values included."""
+    from xtramgrad.chunked.gather import gather_plan
+    from xtramgrad.kernels.stencil import Rings
+    from xtramgrad.topology import topology
+
+    n = 3000
+    c, A = hub(n)
+    A = A.tocsr().tolil()
+    A[1500, 1:700] = 1  # a second hub, inside another chunk
+    A[1:700, 1500] = 1
+    A.setdiag(0)
+    ds = xtramgrad.from_adjacency(c, A.tocsr())
+    rng = np.random.default_rng(1)
+    D = np.stack([(1 + t) * (c[:, 0] + 2 * c[:, 1] ** 2) for t in range(3)])
+    D[1, 5] = D[2, 0] = np.nan  # a missing neighbour of the hub; the hub itself missing
+    ds["D"] = (("time", "bin"), D)
+    ds["neighbour_label"] = ("edge", rng.choice([-2, -1, 1, 2], size=ds.sizes["edge"]))
+    plan = gather_plan(topology(ds.chunk(bin=500)), Rings(1), (500,) * 6, False,
+                       split_hubs=True)
+    assert plan.hubs.tolist() == [0, 1500] and plan.width == 4  # ring, hubs
+
+    def user(center, value, neighbour_center, neighbour_value, neighbour_mask):
+        dv = np.where(neighbour_mask, neighbour_value - value[..., None], 0.0)
+        return (dv[..., None] * (neighbour_center - center[:, None, :])).sum(axis=-2)
+
+    cases = [dict(method="grad1"), dict(method="grad1", selection_angle=0.5),
+             dict(method="grad1", selection="labels"), dict(method="gradn"),
+             dict(method="lsq"), dict(method=user)]
+    for kw in cases:
+        want = ds.tram.grad("D", **kw)
+        assert np.isfinite(want.isel(bin=[0, 1500]).values[0]).all()
+        for chunks in ({"bin": 500}, {"bin": 700, "time": 1}):
+            got = ds.chunk(chunks).tram.grad("D", **kw)
+            xr.testing.assert_identical(got.compute(), want)
+    want = ds.tram.grad_std("D", std=0.1, method="lsq")
+    got = ds.chunk(bin=500).tram.grad_std("D", std=0.1, method="lsq")
+    xr.testing.assert_identical(got.compute(), want)
+    bad = ds.copy()
+    bad["D"] = bad.D.where(bad.bin != 2999, -np.inf)  # a neighbour of the hub only
+    with pytest.raises(TessellationError, match=r"1 infinite value.*first at bin 2999"):
+        bad.chunk(bin=500).tram.grad("D", method="gradn").compute()
+
+
+def test_chunked_hub_of_1e5_neighbours_gathers_narrow_rows():
+    """The issue's case: 10^5 bins, one 10^5-neighbour hub, chunked; grad1 and gradn equal
+    the eager path and no gathered block is wider than the ordinary rows (time and memory:
+    benchmarks/bench_hub.py)."""
+    from xtramgrad.chunked.gather import gather_plan
+    from xtramgrad.kernels.stencil import Rings
+    from xtramgrad.topology import topology
+
+    n = 10**5
+    c, A = hub(n)
+    ds = xtramgrad.from_adjacency(c, A, D=c[:, 0] + 2 * c[:, 1] ** 2)
+    lazy = ds.chunk(bin=n // 8)
+    plan = gather_plan(topology(lazy), Rings(1), lazy.chunks["bin"], False, split_hubs=True)
+    assert plan.hubs.tolist() == [0] and plan.width == 3
+    assert plan.reach[0] == (0, 1, 7)  # the hub's chunk reads its ring's chunks, not all
+    for method in ("grad1", "gradn"):
+        want = ds.tram.grad("D", method=method)
+        xr.testing.assert_identical(lazy.tram.grad("D", method=method).compute(), want)
+    assert abs(want.values[0] - [1.0, 4 * c[0, 1]]).max() < 1e-9  # gradn: a quadratic
+
+
+def test_chunked_gather_of_wide_rows_is_refused_before_allocating(monkeypatch):
+    """Rows that are all wide (no hub stands out) are padded to the widest: the chunked
+    path says so (and how to go on) before computing anything; smaller chunks or the eager
+    path give the same numbers."""
     from xtramgrad.chunked import gather
 
-    n = 400
-    c, A = hub(n)
-    ds = xtramgrad.from_adjacency(c, A, D=c[:, 0] + 2 * c[:, 1])
-    monkeypatch.setattr(gather, "GATHER_LIMIT", 100 * (n - 1) * 2 * 8)  # 100 rows of the hub
-    with pytest.raises(TessellationError, match=r"399 entries.*ds\.load\(\).*at most 100 bins"):
-        ds.chunk(bin=200).tram.grad("D", method="lsq")
+    n = 100
+    c = np.random.default_rng(0).random((n, 2))
+    ds = xtramgrad.from_adjacency(c, np.ones((n, n)) - np.eye(n), D=c[:, 0] + 2 * c[:, 1])
+    monkeypatch.setattr(gather, "GATHER_LIMIT", 10 * (n - 1) * 2 * 8)  # 10 rows of 99
+    with pytest.raises(TessellationError, match=r"99 entries.*at most 10 bins.*ds\.load\(\)"):
+        ds.chunk(bin=50).tram.grad("D", method="lsq")
     eager = ds.tram.grad("D", method="lsq")
-    small = ds.chunk(bin=100).tram.grad("D", method="lsq")
+    small = ds.chunk(bin=10).tram.grad("D", method="lsq")
     np.testing.assert_array_equal(small.values, eager.values)
 
 
@@ -976,4 +1044,6 @@ def test_multi_ring_stencils_on_a_hub_are_refused_before_walking():
     with pytest.raises(TessellationError, match=r"bin 0 has 3999 neighbours .*2-ring stencil "
                                                  r"\(method 'lsq2'\).*1-ring method"):
         ds.tram.grad("D", method="lsq2")
+    with pytest.raises(TessellationError, match=r"bin 0 has 3999 neighbours .*'lsq2'"):
+        ds.chunk(bin=500).tram.grad("D", method="lsq2")  # chunked: refused before the graph
     assert np.isfinite(ds.tram.grad("D", method="lsq").values).all()

@@ -173,14 +173,16 @@ def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
 
 
 def check_finite(values: np.ndarray, name: Hashable, what: str = "variable",
-                 start: int = 0) -> None:
+                 start: int = 0, ids: np.ndarray | None = None) -> None:
     """Refuse +-inf (NaN means missing): a clear error naming the variable and the count.
-    ``start``: the position along ``bin`` of the first column (a chunk's offset)."""
+    ``start``: the position along ``bin`` of the first column (a chunk's offset); ``ids``:
+    the positions of the columns, for values gathered from anywhere."""
     bad = np.isinf(values)
     if bad.any():
         count = int(bad.sum())
         first = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        where = f"first at bin {start + int(first[-1])}"
+        col = int(first[-1])
+        where = f"first at bin {start + col if ids is None else int(ids[col])}"
         if start:
             where += f", in the chunk of bins from {start}"
         raise TessellationError(
@@ -234,9 +236,12 @@ def _table_vars(topo: Topology, labels: bool) -> tuple[list[xr.DataArray], list[
 def _table_kernel(
     values: np.ndarray, centers: np.ndarray, *tables: np.ndarray, sigma: bool, ragged: bool,
     labels: bool, req: Request, combine: np.ndarray, lazy: bool, var: Hashable,
+    bin_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """apply_ufunc kernel with ``bin`` as a core dim: values (..., n), centers (n, d),
-    then the table (padded (n, k), or count (n,) and edges (E,)), labels, sigma (..., n)."""
+    then the table (padded (n, k), or count (n,) and edges (E,)), labels, sigma (..., n).
+    ``bin_ids``: the bins' positions in the whole tessellation, when these are some of its
+    bins (the hubs of a chunked gradient), for error messages."""
     tables_l = list(tables)
     sig = tables_l.pop() if sigma else None
     lab = tables_l.pop() if labels else None
@@ -256,19 +261,13 @@ def _table_kernel(
         _check_block(centers, table, indptr)
     batch = values.shape[:-1]
     flat = np.asarray(values, dtype=np.float64).reshape(-1, n)
-    check_finite(flat, var)
+    check_finite(flat, var, ids=bin_ids)
     sig_flat = None
     if sig is not None:
         sig_flat = np.broadcast_to(np.asarray(sig, dtype=np.float64), values.shape).reshape(-1, n)
         _check_sigma(sig_flat, flat)
     if req.func is not None:
-        from .kernels.stencil import pad_rows
-
-        padded = table if indptr.size == 0 else pad_rows(indptr, table)
-        hood = kernels.gather_neighbourhoods(centers, flat, padded, np.arange(n))
-        out = kernels.call_user_function(
-            req.func, centers, flat, hood["neighbour_center"], hood["neighbour_value"]
-        )
+        out = _user_function_rows(req.func, centers, flat, table, indptr, d)
         flags = np.where(np.isnan(out).all(axis=-1), 2, 0).astype(np.int8)
     else:
         assert req.method is not None
@@ -280,6 +279,39 @@ def _table_kernel(
                   req.selection, req.na, combine)
         out, flags = kernels.run(job, req.method)
     return out.reshape(batch + out.shape[1:]), flags.reshape(batch + (n,))
+
+
+def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.ndarray,
+                        table: np.ndarray, indptr: np.ndarray, d: int) -> np.ndarray:
+    """A vectorised user function on every bin's 1-ring, padded (n, K). A CSR table whose
+    rows differ much in length (a hub) is padded by groups of rows of similar degree (a
+    factor of 2 apart), so that no temporary is n x (widest row)."""
+    from .kernels.stencil import pad_rows, row_entries
+
+    n = len(centers)
+    if indptr.size == 0:
+        groups = [(np.arange(n), table)]
+    else:
+        deg = np.diff(indptr)
+        widest = int(deg.max(initial=0))
+        if n * widest <= max(4 * len(table), 2**20):
+            groups = [(np.arange(n), pad_rows(indptr, table, widest))]
+        else:
+            level = np.ceil(np.log2(np.maximum(deg, 1))).astype(np.int64)
+            groups = []
+            for lv in np.unique(level):
+                rows = np.flatnonzero(level == lv)
+                sub = np.concatenate([[0], np.cumsum(deg[rows])]).astype(np.int64)
+                entries = row_entries(indptr, rows)
+                groups.append((rows, pad_rows(sub, table[entries])))
+    out = np.empty(flat.shape + (d,))
+    for rows, padded in groups:
+        hood = kernels.gather_neighbourhoods(centers, flat, padded, rows)
+        out[:, rows] = kernels.call_user_function(
+            func, hood["center"], hood["value"], hood["neighbour_center"],
+            hood["neighbour_value"],
+        )
+    return out
 
 
 def _gathered_kernel(
@@ -382,7 +414,13 @@ def _estimate_chunked(
 
     d = topo.ndim
     spec = req.spec(d)
-    plan = gather_plan(topo, spec, chunks, labels)
+    if getattr(topo, "layout", "padded") == "ragged" and req.method is not None:
+        from .kernels.stencil import check_walk_cost
+
+        count = np.asarray(_count(topo).values, dtype=np.int64)  # type: ignore[union-attr]
+        check_walk_cost(np.zeros(0, np.int64), np.concatenate([[0], np.cumsum(count)]), spec,
+                        req.method.name)
+    plan = gather_plan(topo, spec, chunks, labels, split_hubs=True)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
@@ -416,7 +454,106 @@ def _estimate_chunked(
         output_dtypes=[np.float64, np.int8],
         dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}},
     )
+    if len(plan.hubs):
+        hub_out, hub_flags = _estimate_hubs(field, topo, req, combine, sigma, plan.hubs,
+                                            labels)
+        out = _put_hubs(out, hub_out, plan.hubs, chunks)
+        flags = _put_hubs(flags, hub_flags, plan.hubs, chunks)
     return out, flags
+
+
+def _estimate_hubs(
+    field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
+    sigma: xr.DataArray | None, hubs: np.ndarray, labels: bool,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """The estimates ``(..., hub, q)`` and flags of the hubs of a chunked gradient, by the
+    eager (CSR) kernel on the sub-tessellation made of the hubs and their neighbours: the
+    same rows as the eager path, so the same numbers, and no temporary wider than a row.
+
+    The hubs' rows of the table (a small part of it) are read when the graph is built."""
+    from .kernels.stencil import row_entries
+    from .topology import check_values
+
+    count = np.asarray(_count(topo).values, dtype=np.int64)  # type: ignore[union-attr]
+    indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    deg = count[hubs]
+    entries = row_entries(indptr, hubs)
+    edge_dim = str(topo.neighbours.dims[0])
+    edges = np.asarray(topo.neighbours.isel({edge_dim: entries}).values, dtype=np.int64)
+    n, d = int(len(count)), topo.ndim
+    check_values(np.zeros((0, d)), edges, None, rows=hubs, n_bins=n, count=deg)
+    # local numbering: the hubs first, then their other neighbours
+    local = np.concatenate([hubs, np.setdiff1d(edges, hubs)])
+    order = np.argsort(local, kind="stable")
+    local_edges = order[np.searchsorted(local[order], edges)]
+    local_count = np.zeros(len(local), dtype=np.int64)
+    local_count[: len(hubs)] = deg
+    args: list[Any] = [
+        field.isel({BIN: local}),
+        xr.DataArray(np.asarray(topo.center.transpose(BIN, SPACE).isel({BIN: local}).values,
+                                dtype=np.float64), dims=(BIN, SPACE)),
+        xr.DataArray(local_count, dims=(BIN,)),
+        xr.DataArray(local_edges, dims=(edge_dim,)),
+    ]
+    dims = [[BIN], [BIN, SPACE], [BIN], [edge_dim]]
+    if labels:
+        assert topo.labels is not None
+        lab = np.asarray(topo.labels.isel({edge_dim: entries}).values)
+        args.append(xr.DataArray(lab, dims=(edge_dim,)))
+        dims.append([edge_dim])
+    if sigma is not None:
+        args.append(sigma.isel({BIN: local}))
+        dims.append([BIN])
+    kw = dict(sigma=sigma is not None, ragged=True, labels=labels, req=req, combine=combine,
+              lazy=False, var=field.name, bin_ids=local)
+    out, flags = xr.apply_ufunc(
+        _table_kernel, *args, kwargs=kw, input_core_dims=dims,
+        output_core_dims=[[BIN, _Q], [BIN]], dask="parallelized",
+        output_dtypes=[np.float64, np.int8],
+        dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}, "allow_rechunk": True},
+    )
+    keep = {BIN: slice(0, len(hubs))}
+    return out.isel(keep), flags.isel(keep)
+
+
+def _put_hubs(out: xr.DataArray, hub: xr.DataArray, hubs: np.ndarray,
+              chunks: tuple[int, ...]) -> xr.DataArray:
+    """``out`` (..., bin[, q]) chunked along bin, with the rows ``hubs`` replaced by ``hub``
+    (..., hub[, q]); one task per block of ``out``, each reading all of ``hub``."""
+    import dask.array as da
+
+    hub = hub.transpose(*out.dims)
+    axis = out.get_axis_num(BIN)
+    letters = "abcdefghijklmnopqrstuvw"[: out.ndim]
+    hub_ind = letters[:axis] + "z" + letters[axis + 1 :]
+    hdata = hub.data
+    if not isinstance(hdata, da.Array):
+        hdata = da.from_array(hdata)
+    hdata = hdata.rechunk(tuple(c if i != axis else -1
+                                for i, c in enumerate(out.data.chunks)))
+    position = da.arange(int(sum(chunks)), chunks=(chunks,))
+    data = da.blockwise(
+        _put_hub_rows, letters, out.data, letters, hdata, hub_ind, position, letters[axis],
+        hubs=hubs, axis=axis, concatenate=True, dtype=out.dtype, meta=np.empty((0,) * out.ndim,
+                                                                                out.dtype),
+    )
+    return out.copy(data=data)
+
+
+def _put_hub_rows(block: np.ndarray, hub: np.ndarray, position: np.ndarray, *,
+                  hubs: np.ndarray, axis: int) -> np.ndarray:
+    if not len(position):
+        return block
+    k0, k1 = np.searchsorted(hubs, [position[0], position[-1] + 1])
+    if k0 == k1:
+        return block
+    block = np.array(block, copy=True)
+    take = [slice(None)] * block.ndim
+    put = list(take)
+    put[axis] = hubs[k0:k1] - position[0]  # type: ignore[call-overload]
+    take[axis] = slice(k0, k1)
+    block[tuple(put)] = hub[tuple(take)]
+    return block
 
 
 def _label(

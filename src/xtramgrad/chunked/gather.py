@@ -41,9 +41,17 @@ from ..kernels.stencil import (
     ring_stencil,
     stencil_sizes,
 )
-from .locality import bounds, chunk_boxes, dependencies, expand, literal, radius_dependencies
+from .locality import (
+    bounds,
+    chunk_boxes,
+    chunk_dependencies,
+    dependencies,
+    expand,
+    literal,
+    radius_dependencies,
+)
 
-__all__ = ["GatherPlan", "gather_plan", "gather_values", "stencil_width"]
+__all__ = ["GatherPlan", "gather_plan", "gather_values", "hub_rows", "stencil_width"]
 
 
 class GatherPlan(NamedTuple):
@@ -52,7 +60,10 @@ class GatherPlan(NamedTuple):
     ``ids`` (bin, K) int64 dask array: global positions of each bin's stencil entries (-1
     padding); ``ring`` (bin, K) int8; ``center`` (bin, K, d) float64 (NaN at padding);
     ``label`` (bin, K) int64 or None; ``reach``: for each chunk, the chunks whose values its
-    stencils read; ``chunks``: the chunks along bin; ``width``: K.
+    stencils read; ``chunks``: the chunks along bin; ``width``: K; ``hubs``: global
+    positions (sorted) of the bins left out of the gather because their 1-ring is much
+    wider than the others' (:func:`hub_rows`; their rows are empty here, and the caller
+    computes them apart).
     """
 
     ids: Any
@@ -62,6 +73,7 @@ class GatherPlan(NamedTuple):
     reach: list[tuple[int, ...]]
     chunks: tuple[int, ...]
     width: int
+    hubs: np.ndarray
 
 
 def _as_dask(data: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
@@ -100,6 +112,41 @@ def stencil_width(topo: Any, spec: StencilSpec) -> int | None:
     return None
 
 
+#: A 1-ring wider than this (and than HUB_FACTOR x the median degree) makes its bin a hub
+HUB_DEGREE = 64
+#: see HUB_DEGREE
+HUB_FACTOR = 16
+#: Hubs are computed apart only while their rows hold at most this many entries in all
+HUB_ENTRIES = 5 * 10**7
+
+
+def hub_rows(count: np.ndarray) -> np.ndarray:
+    """Positions of the bins whose 1-ring is far wider than the others' (hubs): more than
+    ``HUB_DEGREE`` neighbours and more than ``HUB_FACTOR`` times the median degree (none
+    when the hubs' rows would hold more than ``HUB_ENTRIES`` entries in all: the wide rows
+    are then the table's ordinary ones).
+
+    The gather pads every row of a chunk to its widest stencil; a hub (a bin adjacent to
+    10^5 others) would make every row 10^5 wide. Hubs are left out of the gather and
+    computed apart on their CSR rows, so no temporary is larger than the table.
+
+    Examples
+    --------
+    >>> hub_rows(np.array([3, 3, 500, 4, 3])).tolist()
+    [2]
+    >>> hub_rows(np.array([3, 60, 4])).tolist()  # not more than 64 neighbours
+    []
+    """
+    count = np.asarray(count)
+    if count.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    limit = max(HUB_DEGREE, HUB_FACTOR * float(np.median(count)))
+    hubs = np.flatnonzero(count > limit).astype(np.int64)
+    if count[hubs].sum() > HUB_ENTRIES:
+        return np.zeros(0, dtype=np.int64)
+    return hubs
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -135,13 +182,27 @@ def _check_rows(table: np.ndarray, indptr: np.ndarray | None, lo: int, n: int, d
                  count=count)
 
 
+def _without_rows(indptr: np.ndarray, entries: np.ndarray, drop: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR block (``indptr`` local) with rows ``drop`` (local) emptied."""
+    if not len(drop):
+        return indptr, entries
+    deg = np.diff(indptr)
+    keep = np.ones(len(deg), dtype=bool)
+    keep[drop] = False
+    deg = np.where(keep, deg, 0)
+    new = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    return new, entries[np.repeat(keep, np.diff(indptr))]
+
+
 def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stops: np.ndarray,
-                indptr: np.ndarray | None, width: int) -> np.ndarray:
-    """The 1-ring of a chunk: its (checked) table rows, padded to ``width``."""
+                indptr: np.ndarray | None, width: int, drop: np.ndarray) -> np.ndarray:
+    """The 1-ring of a chunk: its (checked) table rows, padded to ``width``; the rows
+    ``drop`` (hubs, local positions) are left empty."""
     table = np.asarray(table)
     _check_rows(table, indptr, lo, n, d)
     if indptr is not None:
-        table = pad_rows(indptr - indptr[0], table, width)
+        table = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
     present = table[table >= 0]
     if len(present):
         _, bad = _locate(present, starts, stops)
@@ -284,10 +345,12 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
     return out
 
 
-def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: int) -> np.ndarray:
+def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: int,
+                drop: np.ndarray) -> np.ndarray:
     labels = np.asarray(labels)
     if indptr is not None:
-        return pad_rows(indptr - indptr[0], labels.astype(np.int64), width)
+        return pad_rows(*_without_rows(indptr - indptr[0], labels.astype(np.int64), drop),
+                        width)
     return np.where(np.asarray(table) >= 0, labels, 0).astype(np.int64)
 
 
@@ -321,8 +384,12 @@ def _array(name: str, tasks: dict[Any, Any], deps: list[Any], chunks: Any, dtype
     )
 
 
-def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: bool) -> GatherPlan:
-    """The stencils of every chunk of bins, and their entries' centers (and labels)."""
+def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: bool, *,
+                split_hubs: bool = False) -> GatherPlan:
+    """The stencils of every chunk of bins, and their entries' centers (and labels).
+
+    ``split_hubs``: leave the 1-rings of hubs (:func:`hub_rows`, ragged tables only) out of
+    the gather, listed in ``plan.hubs``, for a caller that computes them apart."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -354,6 +421,20 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     ring1 = isinstance(spec, Rings) and spec.depth == 1
     rng = lambda cs: np.array([(b[s], b[s + 1]) for s in cs], dtype=np.int64)  # noqa: E731
     width = stencil_width(topo, spec)
+    hubs = np.zeros(0, dtype=np.int64)
+    if split_hubs and ring1 and indptr_full is not None:
+        count = np.diff(indptr_full)
+        hubs = hub_rows(count)
+        if len(hubs):
+            rest = np.ones(n, dtype=bool)
+            rest[hubs] = False
+            width = int(count[rest].max(initial=0))
+            csr = _table_csr_literal(topo)
+            if csr is not None:  # the hubs' chunks need not read what only the hubs reach
+                deps1 = chunk_dependencies(_without_rows(*csr, hubs), chunks)
+
+    def drop(c: int) -> np.ndarray:
+        return hubs[(hubs >= b[c]) & (hubs < b[c + 1])] - b[c]
     if ring1:
         assert width is not None
         token = tokenize(table.name, center.name, spec, width, chunks)
@@ -365,7 +446,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             tasks[(name, c, 0)] = (
                 functools.partial(
                     _ring1_task, lo=int(b[c]), n=n, d=d, starts=b[r], stops=b[r + 1],
-                    indptr=ip(c), width=width,
+                    indptr=ip(c), width=width, drop=drop(c),
                 ),
                 tkey(c),
             )
@@ -442,14 +523,14 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         lname = f"xtramgrad-gather-label-{token}"
         ltasks = {
             (lname, c, 0): (
-                functools.partial(_label_task, indptr=ip(c), width=width),
+                functools.partial(_label_task, indptr=ip(c), width=width, drop=drop(c)),
                 (lab.name, c) if ragged else (lab.name, c, 0),
                 tkey(c),
             )
             for c in range(nc)
         }
         label = _array(lname, ltasks, [lab, table], (chunks, (width,)), np.int64)
-    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width)
+    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, hubs)
 
 
 #: Largest gathered block (one chunk's stencil centers, (bins, K, d) float64) allowed, bytes
@@ -460,8 +541,9 @@ PADDED_LIMIT = 4 * 10**9
 
 def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: StencilSpec) -> None:
     """Refuse, before anything is computed, a gather whose blocks would not fit in memory:
-    every row of a chunk is padded to the widest stencil ``width`` (a hub bin with 10^5
-    neighbours makes every row 10^5 wide)."""
+    every row of a chunk is padded to the widest stencil ``width``. Hubs (a few bins far
+    wider than the rest, :func:`hub_rows`) are already left out; what remains here is a
+    table whose wide rows are common, or a multi-ring stencil around a hub."""
     big = max(chunks, default=0)
     need = big * width * d * 8
     padded = sum(chunks) * width  # entries the kernels loop over, padding included
@@ -469,17 +551,16 @@ def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: Stenci
         return
     fit = max(1, GATHER_LIMIT // max(1, width * d * 8))
     smaller = (
-        f", or chunk along bin by at most {fit} bins (ds.chunk(bin=...))"
+        f"chunk along bin by at most {fit} bins (ds.chunk(bin=...)), or "
         if padded <= PADDED_LIMIT else ""
     )
     raise TessellationError(
         f"the widest stencil ({spec}) has {width} entries, and the chunked path pads every "
         f"row of a chunk to it: chunks of {big} bins would gather {need / 2**30:.1f} GiB "
         f"each (limit {GATHER_LIMIT / 2**30:.0f} GiB), {padded:.2g} padded entries in all "
-        f"(limit {PADDED_LIMIT:.0e}). A bin with that many neighbours (a hub) is handled at "
-        "any degree by the eager path, which stores the table as CSR: load the tessellation "
-        f"(ds.load()){smaller}, or check the table for a bin that should not have so many "
-        "neighbours."
+        f"(limit {PADDED_LIMIT:.0e}). To go on, {smaller}load the tessellation (ds.load(): "
+        "the eager path stores the table as CSR and handles any degree), or check the table "
+        "for bins that should not have so many neighbours."
     )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "build_neighbourhood",
     "gathered_neighbourhood",
     "pad_rows",
+    "row_entries",
 ]
 
 
@@ -86,6 +87,20 @@ def as_csr(table: Any) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.zeros(table.shape[0] + 1, dtype=np.int64)
     np.cumsum(present.sum(axis=1), out=indptr[1:])
     return indptr, table[present].astype(np.int64, copy=False)
+
+
+def row_entries(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Positions in the CSR ``indices`` of the entries of ``rows``, row after row.
+
+    Examples
+    --------
+    >>> row_entries(np.array([0, 2, 2, 5]), np.array([2, 0])).tolist()
+    [2, 3, 4, 0, 1]
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    deg = indptr[rows + 1] - indptr[rows]
+    first = np.repeat(indptr[rows] - np.concatenate([[0], np.cumsum(deg)[:-1]]), deg)
+    return (first + np.arange(int(deg.sum()))).astype(np.int64)
 
 
 def pad_rows(indptr: np.ndarray, indices: np.ndarray, width: int | None = None) -> np.ndarray:
