@@ -8,9 +8,9 @@ Structure
 ---------
 * **Rows and stencils.** :func:`row` reads one row of a padded ``(n, k)`` table or of a CSR
   table (``indptr``, ``indices``): the two layouts compile to two specialisations of the
-  same code. :func:`stencil` walks rings of the table (or a radius) from one bin, in the
-  order of :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in order,
-  first occurrence kept).
+  same code. :func:`_stencil_capped` walks rings of the table (or a radius) from one bin,
+  in the order of :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in
+  order, first occurrence kept).
 * **Per-bin maps.** A method's compiled kernel is one function computing, for one bin and
   one missing-value pattern, its local linear map from the stencil's offsets:
   ``fn(deg, d, off, ok, ring, par, w, c0, work) -> (flag, cond)``, with ``w`` (K, Q) the
@@ -22,7 +22,9 @@ Structure
   chunked path makes them) run the per-bin map of a method given by its code
   (:data:`METHOD_CODES`, dispatched by :func:`bin_map`) and apply it to every slice of the
   values, recomputing it only when the missing-value pattern of the stencil changes from
-  one slice to the next. (Passing the per-bin function itself as an argument would compile
+  one slice to the next. For the gradient of values (not its uncertainty nor other
+  combinations), lsq, lsq2 and local skip the map's coefficients where their fit is well
+  conditioned: the normal matrix is factored once and solved per slice (direct fits). (Passing the per-bin function itself as an argument would compile
   to first-class function types, which numba cannot cache.)
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
@@ -124,57 +126,6 @@ def label_of(labels, i, s):
 @overload(label_of, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _label_overload(labels, i, s):
     return _label_padded if labels.ndim == 2 else _label_csr
-
-
-@_jit
-def stencil(
-    i, table, indptr, centers, rings, widen_to, min_points, radius, mark, ids, ring_of,
-    nbr, slot,
-):
-    """The stencil of bin ``i`` (see :mod:`.stencil`): fills ``ids``/``ring_of``; returns its
-    size. ``mark`` (n,) holds, for each bin, the last bin whose walk saw it (initially -1).
-    ``radius`` > 0 walks a radius instead of rings. ``ids`` must hold every stencil."""
-    mark[i] = i
-    size = 0
-    r2 = radius * radius
-    depth = rings if radius <= 0 else 1 << 30
-    front_lo = 0
-    # ring 1 from the center
-    deg = row(table, indptr, i, nbr, slot)
-    for e in range(deg):
-        j = nbr[e]
-        if mark[j] == i:
-            continue
-        mark[j] = i
-        if radius > 0 and _dist2(centers, i, j) > r2:
-            continue
-        ids[size] = j
-        ring_of[size] = 1
-        size += 1
-    ring = 1
-    front_hi = size
-    while True:
-        if ring == rings and radius <= 0 and size < min_points and widen_to > rings:
-            depth = widen_to
-        if ring >= depth or front_hi == front_lo:
-            break
-        ring += 1
-        for f in range(front_lo, front_hi):
-            b = ids[f]
-            deg = row(table, indptr, b, nbr, slot)
-            for e in range(deg):
-                j = nbr[e]
-                if mark[j] == i:
-                    continue
-                mark[j] = i
-                if radius > 0 and _dist2(centers, i, j) > r2:
-                    continue
-                ids[size] = j
-                ring_of[size] = ring
-                size += 1
-        front_lo = front_hi
-        front_hi = size
-    return size
 
 
 @_inline
@@ -603,9 +554,10 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
 # per-driver scratch of the least-squares maps: phi (K+1, p), wt (K+1,), idx (K+1,), z (d,),
 # pinv (Q, K+2), normal (p, p), low (p, p), x (p,), use (K,), buf (K+1,), use2 (K,),
 # qcols (16,) int, qpow (16,), fpar (4,), need (1,): how many leading quantities the caller
-# uses (the others are not computed); nothing is allocated per bin
+# uses (the others are not computed), state (4,): the direct fits' (m, scale, p, free);
+# nothing is allocated per bin
 _WorkT = namedtuple(
-    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar need"
+    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar need state"
 )
 
 
@@ -617,7 +569,7 @@ def _make_work(k, d, q):
         np.empty((q, k + 2)), np.empty((p, p)), np.zeros((p, p)), np.empty(p),
         np.empty(k, dtype=np.bool_), np.empty(k + 1), np.empty(k, dtype=np.bool_),
         np.empty(16, dtype=np.int64), np.empty(16), np.empty(4),
-        np.full(1, 1 << 30, dtype=np.int64),
+        np.full(1, 1 << 30, dtype=np.int64), np.empty(4),
     )
 
 
@@ -924,6 +876,267 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
     return flag, cond
 
 
+# =========================================================================== direct fits
+
+# A bin's gradient alone, from one slice of values, does not need the coefficients of its
+# linear map: factor the normal matrix once per missing-value pattern (``direct_prepare``),
+# then, per slice, solve it against sum_e wt_e phi_e (y_e - y0) (``direct_apply``). This
+# is the same least-squares fit as the per-bin maps (same entries, weights, scaling and
+# conditioning tests) with the work of the map's K x Q coefficients left out. Bins that the
+# closed forms or the Cholesky factor do not settle (rank-deficient, ill-conditioned,
+# fallbacks) go through the per-bin maps as before. Both drivers make the same choice on
+# the same offsets, so eager and chunked results still agree bit for bit.
+
+
+@_inline
+def _direct_linear(deg, d, off, ok, power, cutoff, work):
+    """The linear fit through the center over the measured entries ``ok`` (long entries
+    left out as :func:`_long_entries` does), by the closed form of its normal matrix: the
+    inverse into ``work.low``, the weights into ``work.wt`` (0: unused). Offsets are not
+    rescaled (the gradient is invariant; the condition number too). Returns cond, or -1
+    where the closed form does not settle."""
+    wt = work.wt
+    buf = work.buf
+    lo = np.inf
+    hi = 0.0
+    m = 0
+    for e in range(deg):
+        if ok[e]:
+            r2 = 0.0
+            for a in range(d):
+                r2 += off[e, a] * off[e, a]
+            wt[e] = r2
+            buf[m] = r2
+            m += 1
+            lo = min(lo, r2)
+            hi = max(hi, r2)
+        else:
+            wt[e] = 0.0
+    if m == 0:
+        return -1.0
+    lim = np.inf
+    if math.isfinite(cutoff) and hi > cutoff * cutoff * lo:
+        for a in range(1, m):  # insertion sort in place: rows are short
+            v = buf[a]
+            b = a - 1
+            while b >= 0 and buf[b] > v:
+                buf[b + 1] = buf[b]
+                b -= 1
+            buf[b + 1] = v
+        lim = cutoff * cutoff * 0.5 * (buf[(m - 1) // 2] + buf[m // 2])
+    m00 = 0.0
+    m01 = 0.0
+    m02 = 0.0
+    m11 = 0.0
+    m12 = 0.0
+    m22 = 0.0
+    for e in range(deg):
+        r2 = wt[e]
+        if not (r2 > 0.0 and r2 <= lim):
+            wt[e] = 0.0
+            continue
+        we = _inverse_power(r2, power)
+        wt[e] = we
+        z0 = off[e, 0]
+        z1 = off[e, 1] if d > 1 else 0.0
+        z2 = off[e, 2] if d > 2 else 0.0
+        m00 += we * z0 * z0
+        m01 += we * z0 * z1
+        m02 += we * z0 * z2
+        m11 += we * z1 * z1
+        m12 += we * z1 * z2
+        m22 += we * z2 * z2
+    low = work.low
+    if d == 1:
+        det = m00
+        low[0, 0] = 1.0 / m00
+        fro = m00 * m00
+        ifro = low[0, 0] * low[0, 0]
+    elif d == 2:
+        det = m00 * m11 - m01 * m01
+        low[0, 0] = m11 / det
+        low[0, 1] = -m01 / det
+        low[1, 0] = low[0, 1]
+        low[1, 1] = m00 / det
+        fro = m00 * m00 + 2 * m01 * m01 + m11 * m11
+        ifro = low[0, 0] ** 2 + low[1, 1] ** 2 + 2 * low[0, 1] ** 2
+    else:
+        c00 = m11 * m22 - m12 * m12
+        c01 = m02 * m12 - m01 * m22
+        c02 = m01 * m12 - m02 * m11
+        det = m00 * c00 + m01 * c01 + m02 * c02
+        low[0, 0] = c00 / det
+        low[0, 1] = low[1, 0] = c01 / det
+        low[0, 2] = low[2, 0] = c02 / det
+        low[1, 1] = (m00 * m22 - m02 * m02) / det
+        low[1, 2] = low[2, 1] = (m01 * m02 - m00 * m12) / det
+        low[2, 2] = (m00 * m11 - m01 * m01) / det
+        fro = (m00 * m00 + m11 * m11 + m22 * m22
+               + 2 * (m01 * m01 + m02 * m02 + m12 * m12))
+        ifro = 0.0
+        for a in range(3):
+            for b in range(3):
+                ifro += low[a, b] * low[a, b]
+    cond = math.sqrt(fro * ifro)
+    if not (det > 0.0 and cond < LINEAR_COND_MAX):
+        return -1.0
+    st = work.state
+    st[0] = -1.0  # weights indexed by position in the stencil, offsets read from ``off``
+    st[1] = 1.0
+    st[2] = d
+    return cond
+
+
+@_inline
+def _direct_cholesky(deg, d, off, use, power, degree, free, scale, work):
+    """Cholesky factor (into ``work.low``) of the weighted fit of ``degree`` over ``use``,
+    through the center (``free`` False: ``power`` weights |z|^-power, offsets scaled by their
+    RMS) or with a free center (Gaussian weights of bandwidth ``scale``). Returns cond, or
+    -1 where the factor is not well conditioned (the per-bin map decides then)."""
+    nh = d * (d + 1) // 2
+    p = (1 if free else 0) + d + (nh if degree >= 2 else 0)
+    h = scale if free else _rms(deg, d, off, use)
+    ih = 1.0 / h
+    phi = work.phi
+    wt = work.wt
+    idx = work.idx
+    z = work.z
+    m = 0
+    for e in range(deg):
+        if not use[e]:
+            continue
+        r2 = 0.0
+        for a in range(d):
+            z[a] = off[e, a] * ih
+            r2 += z[a] * z[a]
+        if free:
+            we = math.exp(-0.5 * r2)
+        else:
+            if r2 <= 0.0:
+                continue
+            we = _inverse_power(r2, power)
+        _monomials(z, d, degree, free, phi[m])
+        wt[m] = we
+        idx[m] = e
+        m += 1
+    nrm = work.normal
+    for a in range(p):
+        for b in range(a, p):
+            nrm[a, b] = 0.0
+    for r in range(m):
+        we = wt[r]
+        for a in range(p):
+            pa = phi[r, a] * we
+            for b in range(a, p):
+                nrm[a, b] += pa * phi[r, b]
+    for a in range(p):
+        for b in range(a + 1, p):
+            nrm[b, a] = nrm[a, b]
+    if free:
+        nrm[0, 0] += 1.0
+    if not _cholesky(nrm, work.low, p, CHOL_RATIO):
+        return -1.0
+    big = 0.0
+    small = np.inf
+    for c in range(p):
+        v = work.low[c, c] * work.low[c, c]
+        big = max(big, v)
+        small = min(small, v)
+    st = work.state
+    st[0] = m
+    st[1] = h
+    st[2] = p
+    st[3] = 1.0 if free else 0.0
+    return math.sqrt(big / small)
+
+
+@_inline
+def direct_prepare(code, deg, d, off, ok, par, work):
+    """Factor a bin's fit for :func:`direct_apply`; returns (done, cond). Not done: the
+    per-bin map (:func:`bin_map`) handles the bin."""
+    if code == 0:  # lsq
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work)
+        return cond >= 0.0, cond
+    use = work.use
+    nused = 0
+    for e in range(deg):
+        use[e] = ok[e]
+        nused += ok[e]
+    if nused == 0 or code == 2:
+        return False, np.nan
+    if code == 1:  # lsq2: the quadratic settled with redundancy, else its fallback
+        if math.isfinite(par[1]):
+            _long_entries(deg, d, off, use, par[1], work.buf)
+        count = 0
+        for e in range(deg):
+            count += use[e]
+        if count <= d + d * (d + 1) // 2:
+            return False, np.nan
+        cond = _direct_cholesky(deg, d, off, use, par[0], 2, False, 1.0, work)
+        return cond >= 0.0, cond
+    degree = int(par[1])  # local
+    if degree == 2 and nused + 1 <= 1 + d + d * (d + 1) // 2:
+        return False, np.nan
+    cond = _direct_cholesky(deg, d, off, use, 0.0, degree, True, par[0], work)
+    return cond >= 0.0, cond
+
+
+@_inline
+def direct_apply(deg, d, no, off, yv, y0, out_row, work):
+    """The gradient (``no`` <= d leading components) of one slice from the factor that
+    :func:`direct_prepare` left in ``work``; ``yv`` the stencil's values (``deg``)."""
+    st = work.state
+    h = st[1]
+    x = work.x
+    phi = work.phi
+    wt = work.wt
+    low = work.low
+    if st[0] < 0.0:  # the closed-form linear fit: the inverse is in work.low
+        b0 = 0.0
+        b1 = 0.0
+        b2 = 0.0
+        for e in range(deg):
+            we = wt[e]
+            if we == 0.0:
+                continue
+            c = we * (yv[e] - y0)
+            b0 += c * off[e, 0]
+            if d > 1:
+                b1 += c * off[e, 1]
+            if d > 2:
+                b2 += c * off[e, 2]
+        for o in range(no):
+            v = low[o, 0] * b0
+            if d > 1:
+                v += low[o, 1] * b1
+            if d > 2:
+                v += low[o, 2] * b2
+            out_row[o] = v / h
+        return
+    m = int(st[0])
+    p = int(st[2])
+    lead = int(st[3])  # the free center's constant comes first
+    idx = work.idx
+    for a in range(p):
+        x[a] = 0.0
+    for r in range(m):
+        c = wt[r] * (yv[idx[r]] - y0)
+        for a in range(p):
+            x[a] += c * phi[r, a]
+    for r in range(p):  # forward, then back substitution
+        v = x[r]
+        for q in range(r):
+            v -= low[r, q] * x[q]
+        x[r] = v / low[r, r]
+    for r in range(p - 1, -1, -1):
+        v = x[r]
+        for q in range(r + 1, p):
+            v -= low[q, r] * x[q]
+        x[r] = v / low[r, r]
+    for o in range(no):
+        out_row[o] = x[lead + o] / h
+
+
 # =========================================================================== dispatch
 
 #: Codes of the methods with compiled per-bin maps (the ``compiled`` names of
@@ -1028,7 +1241,8 @@ def drive_table(
 ):
     """Every bin of a whole table: ``out`` (S, n, no), ``flags`` (S, n), ``conds`` (S, n).
 
-    ``kmax`` is the largest stencil (:func:`stencil_sizes`)."""
+    ``kmax``: the largest stencil if known (a 1-ring: the widest row), or 0: the buffers
+    then start small and double when a stencil outgrows them (no sizing pass)."""
     n = centers.shape[0]
     d = centers.shape[1]
     s_count = values.shape[0]
@@ -1041,19 +1255,23 @@ def drive_table(
             rowmax = max(rowmax, indptr[b + 1] - indptr[b])
     nbr = np.empty(rowmax, dtype=np.int64)
     slot = np.empty(rowmax, dtype=np.int64)
-    ids = np.empty(kmax, dtype=np.int64)
-    ring = np.empty(kmax, dtype=np.int8)
-    off = np.empty((kmax, d))
-    ok = np.zeros(kmax, dtype=np.bool_)
-    prev_ok = np.zeros(kmax, dtype=np.bool_)
-    yv = np.empty(kmax)
-    sg = np.empty(kmax)
-    w = np.zeros((kmax, nq))
+    cap = kmax if kmax > 0 else max(64, 4 * rowmax)
+    ids = np.empty(cap, dtype=np.int64)
+    ring = np.empty(cap, dtype=np.int8)
+    off = np.empty((cap, d))
+    ok = np.zeros(cap, dtype=np.bool_)
+    prev_ok = np.zeros(cap, dtype=np.bool_)
+    yv = np.empty(cap)
+    sg = np.empty(cap)
+    w = np.zeros((cap, nq))
     c0 = np.empty(nq)
-    wo = np.empty((kmax, no))
+    wo = np.empty((cap, no))
     c0o = np.empty(no)
-    work = _make_work(kmax, d, nq)
-    work.need[0] = _needed(comb)
+    work = _make_work(cap, d, nq)
+    need = _needed(comb)
+    work.need[0] = need
+    direct_ok = lead and mode == MODE_VALUES and no <= d
+    direct = False
     ring1 = rings == 1 and widen_to <= 1 and radius <= 0
     for i in range(n):
         if ring1:  # the table row itself (no duplicates, no self: checked upstream)
@@ -1061,8 +1279,24 @@ def drive_table(
             for e in range(deg):
                 ring[e] = 1
         else:
-            deg = stencil(i, table, indptr, centers, rings, widen_to, min_points, radius,
-                          mark, ids, ring, nbr, slot)
+            while True:
+                deg = _stencil_capped(i, table, indptr, centers, rings, widen_to, min_points,
+                                      radius, mark, ids, ring, nbr, slot)
+                if deg >= 0:
+                    break
+                cap *= 2  # a wider stencil than any so far: bigger buffers, walk again
+                mark[:] = -1
+                ids = np.empty(cap, dtype=np.int64)
+                ring = np.empty(cap, dtype=np.int8)
+                off = np.empty((cap, d))
+                ok = np.zeros(cap, dtype=np.bool_)
+                prev_ok = np.zeros(cap, dtype=np.bool_)
+                yv = np.empty(cap)
+                sg = np.empty(cap)
+                w = np.zeros((cap, nq))
+                wo = np.empty((cap, no))
+                work = _make_work(cap, d, nq)
+                work.need[0] = need
         for e in range(deg):
             j = ids[e]
             for a in range(d):
@@ -1091,11 +1325,20 @@ def drive_table(
             if not same:
                 for e in range(deg):
                     prev_ok[e] = ok[e]
-                flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
+                direct = False
+                if direct_ok:
+                    direct, cond = direct_prepare(code, deg, d, off, ok, par, work)
+                if direct:
+                    flag = 0
+                else:
+                    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
-            s0 = sigma[s, i] if mode == MODE_STD else 0.0
-            _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                   out[s, i], wo, c0o, lead)
+            if direct:
+                direct_apply(deg, d, no, off, yv, y0, out[s, i], work)
+            else:
+                s0 = sigma[s, i] if mode == MODE_STD else 0.0
+                _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
+                       out[s, i], wo, c0o, lead)
             flags[s, i] = flag
             conds[s, i] = cond
     return out
@@ -1127,6 +1370,8 @@ def drive_gathered(
     c0o = np.empty(no)
     work = _make_work(kk, d, nq)
     work.need[0] = _needed(comb)
+    direct_ok = lead and mode == MODE_VALUES and no <= d
+    direct = False
     for i in range(n):
         deg = 0
         for r in range(kk):
@@ -1161,11 +1406,20 @@ def drive_gathered(
             if not same:
                 for e in range(deg):
                     prev_ok[e] = ok[e]
-                flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
+                direct = False
+                if direct_ok:
+                    direct, cond = direct_prepare(code, deg, d, off, ok, par, work)
+                if direct:
+                    flag = 0
+                else:
+                    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
-            s0 = sigma[s, i] if mode == MODE_STD else 0.0
-            _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                   out[s, i], wo, c0o, lead)
+            if direct:
+                direct_apply(deg, d, no, off, yv, y0, out[s, i], work)
+            else:
+                s0 = sigma[s, i] if mode == MODE_STD else 0.0
+                _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
+                       out[s, i], wo, c0o, lead)
             flags[s, i] = flag
             conds[s, i] = cond
     return out

@@ -99,13 +99,10 @@ class _Generic:
         else:
             if table.ndim == 2:  # wide walks visit many rows: read them without padding
                 indptr, table = _numba.padded_to_csr(table)
-            sizes = np.empty(centers.shape[0], dtype=np.int64)
-            kmax = _numba.stencil_sizes(table, indptr, centers, rings, widen, min_points,
-                                        radius, sizes)
+            kmax = 0  # the driver grows its buffers with the stencils
         _numba.drive_table(
             _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen,
-            min_points, radius,
-            max(int(kmax), 1), par, nq, comb, mode, na, out, flags, conds,
+            min_points, radius, int(kmax), par, nq, comb, mode, na, out, flags, conds,
         )
         return out, flags
 
