@@ -24,8 +24,9 @@ Structure
   values, recomputing it only when the missing-value pattern of the stencil changes from
   one slice to the next. For the gradient of values (not its uncertainty nor other
   combinations), lsq, lsq2 and local skip the map's coefficients where their fit is well
-  conditioned: the normal matrix is factored once and solved per slice (direct fits). (Passing the per-bin function itself as an argument would compile
-  to first-class function types, which numba cannot cache.)
+  conditioned: the normal matrix is factored once and solved per slice (direct fits).
+  (Passing the per-bin function itself as an argument would compile to first-class
+  function types, which numba cannot cache.)
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
