@@ -173,18 +173,20 @@ def _field(ds: xr.Dataset, name: Hashable) -> xr.DataArray:
 
 
 def check_finite(values: np.ndarray, name: Hashable, what: str = "variable",
-                 start: int = 0, ids: np.ndarray | None = None) -> None:
+                 ids: np.ndarray | None = None) -> None:
     """Refuse +-inf (NaN means missing): a clear error naming the variable and the count.
-    ``start``: the position along ``bin`` of the first column (a chunk's offset); ``ids``:
-    the positions of the columns, for values gathered from anywhere."""
+    ``ids``: the positions along ``bin`` of the columns, when they are some of the bins (a
+    chunk's, or the bins of wide stencils computed apart); the count is then theirs."""
     bad = np.isinf(values)
     if bad.any():
         count = int(bad.sum())
         first = np.unravel_index(int(np.argmax(bad)), bad.shape)
         col = int(first[-1])
-        where = f"first at bin {start + col if ids is None else int(ids[col])}"
-        if start:
-            where += f", in the chunk of bins from {start}"
+        where = f"first at bin {col if ids is None else int(ids[col])}"
+        if ids is not None and len(ids) and np.array_equal(ids, np.arange(ids[0], ids[-1] + 1)):
+            where += f", in the chunk of bins {int(ids[0])}..{int(ids[-1])}"
+        elif ids is not None:
+            where += f", among {len(ids)} bins of wide stencils computed apart"
         raise TessellationError(
             f"{what} {name!r} holds {count} infinite value(s) ({where}); a gradient needs "
             "finite values, NaN for missing ones. To treat them as missing: "
@@ -236,12 +238,9 @@ def _table_vars(topo: Topology, labels: bool) -> tuple[list[xr.DataArray], list[
 def _table_kernel(
     values: np.ndarray, centers: np.ndarray, *tables: np.ndarray, sigma: bool, ragged: bool,
     labels: bool, req: Request, combine: np.ndarray, lazy: bool, var: Hashable,
-    bin_ids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """apply_ufunc kernel with ``bin`` as a core dim: values (..., n), centers (n, d),
-    then the table (padded (n, k), or count (n,) and edges (E,)), labels, sigma (..., n).
-    ``bin_ids``: the bins' positions in the whole tessellation, when these are some of its
-    bins (the hubs of a chunked gradient), for error messages."""
+    then the table (padded (n, k), or count (n,) and edges (E,)), labels, sigma (..., n)."""
     tables_l = list(tables)
     sig = tables_l.pop() if sigma else None
     lab = tables_l.pop() if labels else None
@@ -261,7 +260,7 @@ def _table_kernel(
         _check_block(centers, table, indptr)
     batch = values.shape[:-1]
     flat = np.asarray(values, dtype=np.float64).reshape(-1, n)
-    check_finite(flat, var, ids=bin_ids)
+    check_finite(flat, var)
     sig_flat = None
     if sig is not None:
         sig_flat = np.broadcast_to(np.asarray(sig, dtype=np.float64), values.shape).reshape(-1, n)
@@ -285,7 +284,9 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
                         table: np.ndarray, indptr: np.ndarray, d: int) -> np.ndarray:
     """A vectorised user function on every bin's 1-ring, padded (n, K). A CSR table whose
     rows differ much in length (a hub) is padded by groups of rows of similar degree (a
-    factor of 2 apart), so that no temporary is n x (widest row)."""
+    factor of 2 apart), so that no temporary is n x (widest row). (The chunked path pads
+    each chunk to its own widest row: a function that reads only the unmasked entries gives
+    the same numbers, up to the rounding of its sums over the padded axis.)"""
     from .kernels.stencil import pad_rows, row_entries
 
     n = len(centers)
@@ -294,8 +295,8 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
     else:
         deg = np.diff(indptr)
         widest = int(deg.max(initial=0))
-        if n * widest <= max(4 * len(table), 2**20):
-            groups = [(np.arange(n), pad_rows(indptr, table, widest))]
+        if n * widest <= max(8 * len(table), 2**24):
+            groups = [(np.arange(n), pad_rows(indptr, table, max(1, widest)))]
         else:
             level = np.ceil(np.log2(np.maximum(deg, 1))).astype(np.int64)
             groups = []
@@ -303,7 +304,8 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
                 rows = np.flatnonzero(level == lv)
                 sub = np.concatenate([[0], np.cumsum(deg[rows])]).astype(np.int64)
                 entries = row_entries(indptr, rows)
-                groups.append((rows, pad_rows(sub, table[entries])))
+                width = max(1, int(deg[rows].max()))  # never a 0-wide neighbour axis
+                groups.append((rows, pad_rows(sub, table[entries], width)))
     out = np.empty(flat.shape + (d,))
     for rows, padded in groups:
         hood = kernels.gather_neighbourhoods(centers, flat, padded, rows)
@@ -317,20 +319,25 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
 def _gathered_kernel(
     values: np.ndarray, centers: np.ndarray, nbr_values: np.ndarray, nbr_center: np.ndarray,
     ring: np.ndarray, *rest: np.ndarray, sigma: bool, labels: bool, req: Request,
-    combine: np.ndarray, var: Hashable,
+    combine: np.ndarray, var: Hashable, apart: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """apply_ufunc kernel on gathered stencils: values (..., n), centers (n, d), nbr_values
     (..., n, K), nbr_center (n, K, d), ring (n, K), positions along bin (n,), then labels
-    (n, K), sigma (..., n) and nbr_sigma (..., n, K)."""
+    (n, K), sigma (..., n) and nbr_sigma (..., n, K). ``apart``: positions (sorted) of the
+    bins computed apart, whose rows here are empty (a user function never sees them)."""
     rest_l = list(rest)
-    start = int(np.asarray(rest_l.pop(0)).reshape(-1)[0])  # the chunk's first position
+    positions = np.asarray(rest_l.pop(0)).reshape(-1)  # of the bins along bin
     lab = rest_l.pop(0) if labels else None
     n, k, d = nbr_center.shape[-3:]
     batch = np.broadcast_shapes(values.shape[:-1], nbr_values.shape[:-2])
     flat = np.broadcast_to(values, batch + (n,)).reshape(-1, n)
-    check_finite(flat, var, start=start)
+    check_finite(flat, var, ids=positions)
     nv = np.broadcast_to(nbr_values, batch + (n, k)).reshape(-1, n, k)
     centers = np.asarray(centers, dtype=np.float64).reshape(n, d)
+    if not np.isfinite(centers).all():
+        from .topology import check_values
+
+        check_values(centers, np.full((n, 0), -1), rows=positions)
     nbr_center = np.asarray(nbr_center).reshape(n, k, d)
     sig = nsig = None
     if sigma:
@@ -338,7 +345,12 @@ def _gathered_kernel(
         nsig = np.broadcast_to(rest_l[1], batch + (n, k)).reshape(-1, n, k)
         _check_sigma(sig, flat)
     if req.func is not None:
-        out = kernels.call_user_function(req.func, centers, flat, nbr_center, nv)
+        keep = np.ones(n, dtype=bool)
+        if apart is not None and len(apart):
+            keep[np.isin(positions, apart)] = False
+        out = np.full(flat.shape + (d,), np.nan)
+        out[:, keep] = kernels.call_user_function(req.func, centers[keep], flat[:, keep],
+                                                  nbr_center[keep], nv[:, keep])
         flags = np.where(np.isnan(out).all(axis=-1), 2, 0).astype(np.int8)
     else:
         assert req.method is not None
@@ -406,6 +418,12 @@ def estimate(
     return _estimate_chunked(field, topo, req, combine, sigma, chunks, labels)
 
 
+def _bare(arr: xr.DataArray) -> xr.DataArray:
+    """``arr`` without coordinates: an apply_ufunc argument whose coordinates would only be
+    compared with the field's (a cost on large dask-backed coordinates)."""
+    return xr.DataArray(arr.data, dims=arr.dims)
+
+
 def _estimate_chunked(
     field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
     sigma: xr.DataArray | None, chunks: tuple[int, ...], labels: bool,
@@ -420,12 +438,12 @@ def _estimate_chunked(
         count = np.asarray(_count(topo).values, dtype=np.int64)  # type: ignore[union-attr]
         check_walk_cost(np.zeros(0, np.int64), np.concatenate([[0], np.cumsum(count)]), spec,
                         req.method.name)
-    plan = gather_plan(topo, spec, chunks, labels, split_hubs=True)
+    plan = gather_plan(topo, spec, chunks, labels, split=True)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
     field = field.transpose(*[dim for dim in field.dims if dim != BIN], BIN)
-    center = topo.center.chunk({BIN: chunks})
+    center = _bare(topo.center.chunk({BIN: chunks}))
     batch = [dim for dim in field.dims if dim != BIN]
     fdata = field.transpose(*batch, BIN).data
     nv = xr.DataArray(gather_values(plan, fdata), dims=(*batch, BIN, kdim))
@@ -441,118 +459,124 @@ def _estimate_chunked(
         dims.append([kdim])
     if sigma is not None:
         sb = [dim for dim in sigma.dims if dim != BIN]
-        sigma = sigma.chunk({BIN: chunks}).transpose(*sb, BIN)
+        sigma = _bare(sigma.chunk({BIN: chunks}).transpose(*sb, BIN))
         ns = xr.DataArray(
             gather_values(plan, sigma.transpose(*sb, BIN).data), dims=(*sb, BIN, kdim)
         )
         args += [sigma, ns]
         dims += [[], [kdim]]
-    kw = dict(sigma=sigma is not None, labels=labels, req=req, combine=combine, var=field.name)
+    kw = dict(sigma=sigma is not None, labels=labels, req=req, combine=combine, var=field.name,
+              apart=None if plan.apart is None else plan.apart.rows)
     out, flags = xr.apply_ufunc(
         _gathered_kernel, *args, kwargs=kw, input_core_dims=dims,
         output_core_dims=[[_Q], []], dask="parallelized",
         output_dtypes=[np.float64, np.int8],
         dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}},
     )
-    if len(plan.hubs):
-        hub_out, hub_flags = _estimate_hubs(field, topo, req, combine, sigma, plan.hubs,
-                                            labels)
-        out = _put_hubs(out, hub_out, plan.hubs, chunks)
-        flags = _put_hubs(flags, hub_flags, plan.hubs, chunks)
+    if plan.apart is not None:
+        a_out, a_flags = _estimate_apart(field, topo, req, combine, sigma, plan.apart, kdim)
+        out = _put_rows(out, a_out, plan.apart.rows, chunks)
+        flags = _put_rows(flags, a_flags, plan.apart.rows, chunks)
     return out, flags
 
 
-def _estimate_hubs(
+def _estimate_apart(
     field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
-    sigma: xr.DataArray | None, hubs: np.ndarray, labels: bool,
+    sigma: xr.DataArray | None, apart: Any, kdim: str,
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """The estimates ``(..., hub, q)`` and flags of the hubs of a chunked gradient, by the
-    eager (CSR) kernel on the sub-tessellation made of the hubs and their neighbours: the
-    same rows as the eager path, so the same numbers, and no temporary wider than a row.
+    """The estimates ``(..., bin, q)`` and flags of the bins of a chunked gradient whose
+    stencils are much wider than the others' (``apart``, see
+    :func:`xtramgrad.chunked.gather.apart_rows`), in the order of ``apart.rows``: their
+    stencils gathered by groups of similar size (a factor of 2 apart, so the padding at
+    most doubles them) and run through the same gathered kernel as the chunks, so the
+    numbers are the same as there and as on the eager path."""
+    from .kernels.stencil import pad_rows, row_entries
 
-    The hubs' rows of the table (a small part of it) are read when the graph is built."""
-    from .kernels.stencil import row_entries
-    from .topology import check_values
+    sizes = np.diff(apart.indptr)
+    level = np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64)
+    outs, flags, order = [], [], []
+    center = topo.center.transpose(BIN, SPACE)
+    for lv in np.unique(level):
+        sel = np.flatnonzero(level == lv)
+        rows = apart.rows[sel]
+        sub = np.concatenate([[0], np.cumsum(sizes[sel])]).astype(np.int64)
+        take = row_entries(apart.indptr, sel)
+        ids = pad_rows(sub, apart.ids[take])
+        present = xr.DataArray(ids >= 0, dims=(BIN, kdim))
+        safe = xr.DataArray(np.where(ids >= 0, ids, 0), dims=(BIN, kdim))
+        ring = pad_rows(sub, apart.ring[take].astype(np.int64))
+        own = {BIN: rows}
+        args: list[Any] = [
+            field.isel(own), center.isel(own), field.isel({BIN: safe}).where(present),
+            center.isel({BIN: safe}).where(present),
+            xr.DataArray(np.where(ids >= 0, ring, 0).astype(np.int8), dims=(BIN, kdim)),
+            xr.DataArray(rows, dims=(BIN,)),
+        ]
+        dims = [[], [SPACE], [kdim], [kdim, SPACE], [kdim], []]
+        if apart.label is not None:
+            lab = pad_rows(sub, apart.label[take])
+            args.append(xr.DataArray(np.where(ids >= 0, lab, 0), dims=(BIN, kdim)))
+            dims.append([kdim])
+        if sigma is not None:
+            args += [sigma.isel(own), sigma.isel({BIN: safe}).where(present)]
+            dims += [[], [kdim]]
+        args = [_bare(a.chunk(dict.fromkeys(a.dims, -1)) if a.chunks is not None else a)
+                for a in args]
+        kw = dict(sigma=sigma is not None, labels=apart.label is not None, req=req,
+                  combine=combine, var=field.name)
+        o, f = xr.apply_ufunc(
+            _gathered_kernel, *args, kwargs=kw, input_core_dims=dims,
+            output_core_dims=[[_Q], []], dask="parallelized",
+            output_dtypes=[np.float64, np.int8],
+            dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}},
+        )
+        outs.append(o)
+        flags.append(f)
+        order.append(sel)
+    back = np.argsort(np.concatenate(order), kind="stable")
+    out = xr.concat(outs, dim=BIN).isel({BIN: back})
+    flag = xr.concat(flags, dim=BIN).isel({BIN: back})
+    return out, flag
 
-    count = np.asarray(_count(topo).values, dtype=np.int64)  # type: ignore[union-attr]
-    indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-    deg = count[hubs]
-    entries = row_entries(indptr, hubs)
-    edge_dim = str(topo.neighbours.dims[0])
-    edges = np.asarray(topo.neighbours.isel({edge_dim: entries}).values, dtype=np.int64)
-    n, d = int(len(count)), topo.ndim
-    check_values(np.zeros((0, d)), edges, None, rows=hubs, n_bins=n, count=deg)
-    # local numbering: the hubs first, then their other neighbours
-    local = np.concatenate([hubs, np.setdiff1d(edges, hubs)])
-    order = np.argsort(local, kind="stable")
-    local_edges = order[np.searchsorted(local[order], edges)]
-    local_count = np.zeros(len(local), dtype=np.int64)
-    local_count[: len(hubs)] = deg
-    args: list[Any] = [
-        field.isel({BIN: local}),
-        xr.DataArray(np.asarray(topo.center.transpose(BIN, SPACE).isel({BIN: local}).values,
-                                dtype=np.float64), dims=(BIN, SPACE)),
-        xr.DataArray(local_count, dims=(BIN,)),
-        xr.DataArray(local_edges, dims=(edge_dim,)),
-    ]
-    dims = [[BIN], [BIN, SPACE], [BIN], [edge_dim]]
-    if labels:
-        assert topo.labels is not None
-        lab = np.asarray(topo.labels.isel({edge_dim: entries}).values)
-        args.append(xr.DataArray(lab, dims=(edge_dim,)))
-        dims.append([edge_dim])
-    if sigma is not None:
-        args.append(sigma.isel({BIN: local}))
-        dims.append([BIN])
-    kw = dict(sigma=sigma is not None, ragged=True, labels=labels, req=req, combine=combine,
-              lazy=False, var=field.name, bin_ids=local)
-    out, flags = xr.apply_ufunc(
-        _table_kernel, *args, kwargs=kw, input_core_dims=dims,
-        output_core_dims=[[BIN, _Q], [BIN]], dask="parallelized",
-        output_dtypes=[np.float64, np.int8],
-        dask_gufunc_kwargs={"output_sizes": {_Q: combine.shape[0]}, "allow_rechunk": True},
-    )
-    keep = {BIN: slice(0, len(hubs))}
-    return out.isel(keep), flags.isel(keep)
 
-
-def _put_hubs(out: xr.DataArray, hub: xr.DataArray, hubs: np.ndarray,
+def _put_rows(out: xr.DataArray, part: xr.DataArray, rows: np.ndarray,
               chunks: tuple[int, ...]) -> xr.DataArray:
-    """``out`` (..., bin[, q]) chunked along bin, with the rows ``hubs`` replaced by ``hub``
-    (..., hub[, q]); one task per block of ``out``, each reading all of ``hub``."""
+    """``out`` (..., bin[, q]) chunked along bin, with the rows ``rows`` (sorted) replaced
+    by ``part`` (..., rows[, q]); one task per block of ``out``, each reading all of
+    ``part``."""
     import dask.array as da
 
-    hub = hub.transpose(*out.dims)
+    part = part.transpose(*out.dims)
     axis = out.get_axis_num(BIN)
     letters = "abcdefghijklmnopqrstuvw"[: out.ndim]
-    hub_ind = letters[:axis] + "z" + letters[axis + 1 :]
-    hdata = hub.data
-    if not isinstance(hdata, da.Array):
-        hdata = da.from_array(hdata)
-    hdata = hdata.rechunk(tuple(c if i != axis else -1
+    part_ind = letters[:axis] + "z" + letters[axis + 1 :]
+    pdata = part.data
+    if not isinstance(pdata, da.Array):
+        pdata = da.from_array(pdata)
+    pdata = pdata.rechunk(tuple(c if i != axis else -1
                                 for i, c in enumerate(out.data.chunks)))
     position = da.arange(int(sum(chunks)), chunks=(chunks,))
     data = da.blockwise(
-        _put_hub_rows, letters, out.data, letters, hdata, hub_ind, position, letters[axis],
-        hubs=hubs, axis=axis, concatenate=True, dtype=out.dtype, meta=np.empty((0,) * out.ndim,
-                                                                                out.dtype),
+        _put_block_rows, letters, out.data, letters, pdata, part_ind, position,
+        letters[axis], rows=rows, axis=axis, concatenate=True, dtype=out.dtype,
+        meta=np.empty((0,) * out.ndim, out.dtype),
     )
     return out.copy(data=data)
 
 
-def _put_hub_rows(block: np.ndarray, hub: np.ndarray, position: np.ndarray, *,
-                  hubs: np.ndarray, axis: int) -> np.ndarray:
+def _put_block_rows(block: np.ndarray, part: np.ndarray, position: np.ndarray, *,
+                    rows: np.ndarray, axis: int) -> np.ndarray:
     if not len(position):
         return block
-    k0, k1 = np.searchsorted(hubs, [position[0], position[-1] + 1])
+    k0, k1 = np.searchsorted(rows, [position[0], position[-1] + 1])
     if k0 == k1:
         return block
     block = np.array(block, copy=True)
     take = [slice(None)] * block.ndim
     put = list(take)
-    put[axis] = hubs[k0:k1] - position[0]  # type: ignore[call-overload]
+    put[axis] = rows[k0:k1] - position[0]  # type: ignore[call-overload]
     take[axis] = slice(k0, k1)
-    block[tuple(put)] = hub[tuple(take)]
+    block[tuple(put)] = part[tuple(take)]
     return block
 
 

@@ -26,6 +26,7 @@ locality: a stale plan raises inside the task, it never gives wrong numbers.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,6 +40,7 @@ from ..kernels.stencil import (
     pad_rows,
     radius_stencil,
     ring_stencil,
+    row_entries,
     stencil_sizes,
 )
 from .locality import (
@@ -51,7 +53,7 @@ from .locality import (
     radius_dependencies,
 )
 
-__all__ = ["GatherPlan", "gather_plan", "gather_values", "hub_rows", "stencil_width"]
+__all__ = ["Apart", "GatherPlan", "apart_rows", "gather_plan", "gather_values", "stencil_width"]
 
 
 class GatherPlan(NamedTuple):
@@ -60,10 +62,10 @@ class GatherPlan(NamedTuple):
     ``ids`` (bin, K) int64 dask array: global positions of each bin's stencil entries (-1
     padding); ``ring`` (bin, K) int8; ``center`` (bin, K, d) float64 (NaN at padding);
     ``label`` (bin, K) int64 or None; ``reach``: for each chunk, the chunks whose values its
-    stencils read; ``chunks``: the chunks along bin; ``width``: K; ``hubs``: global
-    positions (sorted) of the bins left out of the gather because their 1-ring is much
-    wider than the others' (:func:`hub_rows`; their rows are empty here, and the caller
-    computes them apart).
+    stencils read; ``chunks``: the chunks along bin; ``width``: K; ``apart``: the bins
+    left out of the gather because their stencils are much wider than the others'
+    (:func:`apart_rows`; their rows are empty here, the caller computes them apart), or
+    None.
     """
 
     ids: Any
@@ -73,7 +75,19 @@ class GatherPlan(NamedTuple):
     reach: list[tuple[int, ...]]
     chunks: tuple[int, ...]
     width: int
-    hubs: np.ndarray
+    apart: Apart | None
+
+
+class Apart(NamedTuple):
+    """The bins of a chunked gradient whose stencils are computed apart: ``rows`` (sorted
+    global positions) and their stencils as CSR over ``rows``: ``indptr``, global ``ids``,
+    ``ring`` (int8) and, for 1-ring stencils with edge labels, ``label``."""
+
+    rows: np.ndarray
+    indptr: np.ndarray
+    ids: np.ndarray
+    ring: np.ndarray
+    label: np.ndarray | None
 
 
 def _as_dask(data: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
@@ -82,6 +96,15 @@ def _as_dask(data: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
     if isinstance(data, da.Array):
         return data if data.chunks == chunks else data.rechunk(chunks)
     return da.from_array(np.asarray(data), chunks=chunks)
+
+
+def _table_literal(topo: Any) -> Any:
+    """The table as :func:`.locality.chunk_dependencies` takes it (padded, or CSR), when it
+    is in memory; else None."""
+    if getattr(topo, "layout", "padded") == "ragged":
+        return _table_csr_literal(topo)
+    data = literal(topo.neighbours.transpose("bin", "nbr").data)
+    return None if data is None else np.asarray(data)
 
 
 def _table_csr_literal(topo: Any) -> tuple[np.ndarray, np.ndarray] | None:
@@ -112,39 +135,101 @@ def stencil_width(topo: Any, spec: StencilSpec) -> int | None:
     return None
 
 
-#: A 1-ring wider than this (and than HUB_FACTOR x the median degree) makes its bin a hub
+#: The gather's width is the 99.9th percentile of the stencil sizes (at most HUB_DEGREE or
+#: HUB_FACTOR x the median, whichever is larger); wider stencils are computed apart when
+#: the widest is more than APART_RATIO times that width
+APART_QUANTILE = 0.999
+#: see APART_QUANTILE
 HUB_DEGREE = 64
-#: see HUB_DEGREE
+#: see APART_QUANTILE
 HUB_FACTOR = 16
-#: Hubs are computed apart only while their rows hold at most this many entries in all
-HUB_ENTRIES = 5 * 10**7
+#: see APART_QUANTILE
+APART_RATIO = 1.25
+#: Stencils are computed apart only while they hold at most this many entries in all
+APART_ENTRIES = 5 * 10**7
 
 
-def hub_rows(count: np.ndarray) -> np.ndarray:
-    """Positions of the bins whose 1-ring is far wider than the others' (hubs): more than
-    ``HUB_DEGREE`` neighbours and more than ``HUB_FACTOR`` times the median degree (none
-    when the hubs' rows would hold more than ``HUB_ENTRIES`` entries in all: the wide rows
-    are then the table's ordinary ones).
+def apart_rows(sizes: np.ndarray) -> np.ndarray:
+    """Positions of the bins whose stencils are far wider than the others': wider than the
+    99.9th percentile of the sizes (capped at ``max(HUB_DEGREE, HUB_FACTOR x median)``, so
+    that a hub stands out in a small table too), when the widest is more than
+    ``APART_RATIO`` times that. None are when their stencils would hold more than
+    ``APART_ENTRIES`` entries in all.
 
-    The gather pads every row of a chunk to its widest stencil; a hub (a bin adjacent to
-    10^5 others) would make every row 10^5 wide. Hubs are left out of the gather and
-    computed apart on their CSR rows, so no temporary is larger than the table.
+    The gather pads every row to the widest stencil: on random Delaunay meshes a few bins
+    at the convex hull have 2-rings of 150 bins where the median has 19, and a hub (a bin
+    adjacent to 10^5 others) would make every row 10^5 wide. These few bins are left out of
+    the gather and computed apart, so no temporary is much larger than the stencils.
 
     Examples
     --------
-    >>> hub_rows(np.array([3, 3, 500, 4, 3])).tolist()
+    >>> apart_rows(np.array([3, 3, 500, 4, 3])).tolist()  # a hub
     [2]
-    >>> hub_rows(np.array([3, 60, 4])).tolist()  # not more than 64 neighbours
+    >>> apart_rows(np.array([3, 60, 4])).tolist()  # not more than 64 neighbours
     []
     """
-    count = np.asarray(count)
-    if count.size == 0:
+    sizes = np.asarray(sizes)
+    if sizes.size == 0:
         return np.zeros(0, dtype=np.int64)
-    limit = max(HUB_DEGREE, HUB_FACTOR * float(np.median(count)))
-    hubs = np.flatnonzero(count > limit).astype(np.int64)
-    if count[hubs].sum() > HUB_ENTRIES:
+    usual = float(np.quantile(sizes, APART_QUANTILE, method="higher"))
+    usual = min(usual, max(HUB_DEGREE, HUB_FACTOR * float(np.median(sizes))))
+    if sizes.max() <= APART_RATIO * usual:
         return np.zeros(0, dtype=np.int64)
-    return hubs
+    rows = np.flatnonzero(sizes > usual).astype(np.int64)
+    if sizes[rows].sum() > APART_ENTRIES:
+        return np.zeros(0, dtype=np.int64)
+    return rows
+
+
+def _stencil_sizes_known(topo: Any, spec: StencilSpec, indptr_full: np.ndarray | None
+                         ) -> np.ndarray | None:
+    """Every bin's stencil size when it is known without a pass over a lazy table."""
+    if isinstance(spec, Rings) and spec.depth == 1:
+        if indptr_full is not None:
+            return np.diff(indptr_full)
+        data = literal(topo.neighbours.data)
+        return None if data is None else (np.asarray(data) >= 0).sum(axis=1)
+    csr = _table_csr_literal(topo)
+    centers = literal(topo.center.data)
+    if csr is None or (isinstance(spec, Radius) and centers is None):
+        return None
+    return stencil_sizes(spec, csr[0], csr[1], centers)
+
+
+def _apart(topo: Any, spec: StencilSpec, rows: np.ndarray, indptr_full: np.ndarray | None,
+           labels: bool, n: int) -> Apart:
+    """The stencils of ``rows`` (read from the table; for a lazy ragged 1-ring table, only
+    those rows are read)."""
+    from ..topology import check_values
+
+    d = int(topo.center.sizes["space"])
+    lab = None
+    if isinstance(spec, Rings) and spec.depth == 1:
+        if indptr_full is not None:
+            entries = row_entries(indptr_full, rows)
+            dim = str(topo.neighbours.dims[0])
+            ids = np.asarray(topo.neighbours.isel({dim: entries}).values, dtype=np.int64)
+            deg = indptr_full[rows + 1] - indptr_full[rows]
+            check_values(np.zeros((0, d)), ids, None, rows=rows, n_bins=n, count=deg)
+            if labels:
+                lab = np.asarray(topo.labels.isel({dim: entries}).values, dtype=np.int64)
+            indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+        else:
+            block = np.asarray(literal(topo.neighbours.transpose("bin", "nbr").data))[rows]
+            check_values(np.zeros((0, d)), block, None, rows=rows, n_bins=n)
+            indptr, ids = as_csr(block)
+            if labels:
+                lab_all = np.asarray(topo.labels.transpose("bin", "nbr").values)[rows]
+                lab = lab_all[block >= 0].astype(np.int64)
+        return Apart(rows, indptr, ids, np.ones(len(ids), dtype=np.int8), lab)
+    csr = _table_csr_literal(topo)
+    assert csr is not None
+    if isinstance(spec, Radius):
+        centers = np.asarray(literal(topo.center.transpose("bin", "space").data), np.float64)
+        sp, ids, ring = radius_stencil(csr[0], csr[1], centers, rows, spec.radius)
+    else:
+        sp, ids, ring = ring_stencil(csr[0], csr[1], rows, spec)
+    return Apart(rows, sp.astype(np.int64), ids.astype(np.int64), ring.astype(np.int8), None)
 
 
 # --------------------------------------------------------------------------- tasks
@@ -195,14 +280,44 @@ def _without_rows(indptr: np.ndarray, entries: np.ndarray, drop: np.ndarray
     return new, entries[np.repeat(keep, np.diff(indptr))]
 
 
+def _narrow(block: np.ndarray, table: np.ndarray, drop: np.ndarray, width: int, lo: int
+            ) -> np.ndarray:
+    """A padded (m, k) ``block`` of the table (or of its labels, laid out like ``table``)
+    with the rows ``drop`` emptied and cut to ``width`` columns (entries moved left first
+    if the table is not left-aligned)."""
+    if not len(drop) and block.shape[1] <= width:
+        return block
+    present = table >= 0
+    if len(drop):
+        present = present.copy()
+        present[drop] = False
+    if block.shape[1] > width and present[:, width:].any():
+        deg = present.sum(axis=1)
+        if deg.max(initial=0) > width:
+            row = lo + int(np.argmax(deg))
+            raise TessellationError(
+                f"bin {row} has {int(deg.max())} neighbours, more than the {width} measured "
+                "when the graph was built: the table changed since. Rebuild the gradient "
+                "(and recompute any stored plan)."
+            )
+        indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+        out = pad_rows(indptr, block[present], width)
+        if block is not table:  # labels: 0 at padding
+            out = np.where(pad_rows(indptr, table[present], width) >= 0, out, 0)
+        return out
+    return np.where(present, block, -1 if block is table else 0)[:, :width]
+
+
 def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stops: np.ndarray,
                 indptr: np.ndarray | None, width: int, drop: np.ndarray) -> np.ndarray:
     """The 1-ring of a chunk: its (checked) table rows, padded to ``width``; the rows
-    ``drop`` (hubs, local positions) are left empty."""
+    ``drop`` (local positions, computed apart) are left empty."""
     table = np.asarray(table)
     _check_rows(table, indptr, lo, n, d)
     if indptr is not None:
         table = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
+    else:
+        table = _narrow(table, table, drop, width, lo)
     present = table[table >= 0]
     if len(present):
         _, bad = _locate(present, starts, stops)
@@ -214,8 +329,11 @@ def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stop
 
 def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: int, n: int,
                d: int, spec: StencilSpec, width: int | None, table_chunks: np.ndarray,
-               center_chunks: np.ndarray, indptrs: list[np.ndarray | None]) -> np.ndarray:
-    """Stencils (rings or radius) of a chunk, walking the loaded rows: (m, K, 2) [ids, ring]."""
+               center_chunks: np.ndarray, indptrs: list[np.ndarray | None],
+               drop: np.ndarray) -> Any:
+    """Stencils (rings or radius) of a chunk, walking the loaded rows: ``(ids (m, K), ring
+    (m, K))``, or the widest stencil as a (1, 1, 1) array when ``width`` is None; the rows
+    ``drop`` (local positions, computed apart) are left empty."""
     rows_csr = []
     loaded = []
     for part, (a, b), ip in zip(table_parts, table_chunks, indptrs, strict=True):
@@ -253,38 +371,55 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
         _, bad = _locate(reached, cstarts, cstops)
         if bad is not None:
             raise _stale(bad, None, lo, hi, cstarts)
-    compiled = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec)
-    if compiled is not None:
-        sp, ids, ring = compiled
-    elif isinstance(spec, Radius):
+    m = hi - lo
+    if width is not None:
+        padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
+                                width, drop)
+        if padded is not None:
+            widest, pids, pring = padded
+            if widest > width:
+                raise _too_wide(lo, hi, widest, width)
+            return pids, pring
+    if isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
     else:
         sp, ids, ring = ring_stencil(indptr, ind, targets, spec, loaded=loaded_ids)
-    m = hi - lo
     deg = np.diff(sp)
+    if len(drop):
+        keep = np.ones(m, dtype=bool)
+        keep[drop] = False
+        ids, ring = ids[np.repeat(keep, deg)], ring[np.repeat(keep, deg)]
+        deg = np.where(keep, deg, 0)
+        sp = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
     if width is None:
         return np.array([[[int(deg.max(initial=0))]]])
-    out = np.full((m, width, 2), -1, dtype=np.int64)
     if len(deg) and deg.max(initial=0) > width:
-        raise TessellationError(
-            f"a stencil of the chunk of bins {lo}..{hi - 1} has {int(deg.max())} entries, "
-            f"more than the {width} measured when the graph was built: the table changed "
-            "since. Rebuild the gradient (and recompute any stored plan)."
-        )
+        raise _too_wide(lo, hi, int(deg.max()), width)
+    pids = np.full((m, width), -1, dtype=np.int64)
+    pring = np.zeros((m, width), dtype=np.int8)
     rows = np.repeat(np.arange(m), deg)
     slots = np.arange(len(ids)) - np.repeat(sp[:-1], deg)
-    out[rows, slots, 0] = ids
-    out[rows, slots, 1] = ring
-    out[:, :, 1] = np.where(out[:, :, 0] >= 0, out[:, :, 1], 0)
-    return out
+    pids[rows, slots] = ids
+    pring[rows, slots] = ring
+    return pids, pring
+
+
+def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
+    return TessellationError(
+        f"a stencil of the chunk of bins {lo}..{hi - 1} has {widest} entries, more than the "
+        f"{width} measured when the graph was built: the table changed since. Rebuild the "
+        "gradient (and recompute any stored plan)."
+    )
 
 
 def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
                    cstarts: np.ndarray, cstops: np.ndarray, cdata: np.ndarray,
-                   targets: np.ndarray, spec: StencilSpec) -> Any:
+                   targets: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray
+                   ) -> Any:
     """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
-    walk), in the local numbering of the loaded centers; None without numba."""
+    walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring)``; None without
+    numba."""
     from ..kernels.engine import numba_available, resolve_backend
 
     if not (numba_available() and resolve_backend(None) == "numba"):
@@ -312,11 +447,15 @@ def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
         args = (1, 0, 0, float(spec.radius))
     else:
         args = (int(spec.rings), int(spec.widen_to), int(spec.min_points), 0.0)
-    sp, lids, ring = _numba.walk_stencils(lind, lindptr, np.ascontiguousarray(cdata),
-                                          local(targets), *args)
     to_global = np.concatenate([np.arange(a, b, dtype=np.int64)
                                 for a, b in zip(cstarts, cstops, strict=True)])
-    return sp, to_global[lids], ring
+    skip = np.zeros(len(targets), dtype=np.bool_)
+    skip[drop] = True
+    ids = np.empty((len(targets), width), dtype=np.int64)
+    ring = np.empty((len(targets), width), dtype=np.int8)
+    widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), local(targets),
+                                *args, to_global, skip, ids, ring)
+    return int(widest), ids, ring
 
 
 def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, trailing: bool
@@ -324,8 +463,6 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
     """Entries ``ids`` (m, K) of the concatenated chunks ``parts``: along their first axis
     (centers, ``trailing=False``: (m, K, d)) or last axis (values: (..., m, K))."""
     ids = np.asarray(ids)
-    if ids.ndim == 3:
-        ids = ids[..., 0]
     starts = np.array([a for a, _ in chunks_], dtype=np.int64)
     stops = np.array([b for _, b in chunks_], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
@@ -346,20 +483,23 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
 
 
 def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: int,
-                drop: np.ndarray) -> np.ndarray:
+                drop: np.ndarray, lo: int, n: int, d: int) -> np.ndarray:
+    """A chunk's (checked) edge labels, laid out like its 1-ring stencils."""
+    from ..topology import check_values
+
     labels = np.asarray(labels)
+    table_block = np.asarray(table)
+    m = table_block.shape[0] if indptr is None else len(indptr) - 1
+    check_values(np.zeros((0, d)), table_block, labels, rows=np.arange(lo, lo + m),
+                 n_bins=n, count=None if indptr is None else np.diff(indptr))
     if indptr is not None:
         return pad_rows(*_without_rows(indptr - indptr[0], labels.astype(np.int64), drop),
                         width)
-    return np.where(np.asarray(table) >= 0, labels, 0).astype(np.int64)
+    table = np.asarray(table)
+    labels = np.where(table >= 0, labels, 0).astype(np.int64)
+    return _narrow(labels, table, drop, width, 0)
 
 
-def _ring_of(stencil: Any) -> np.ndarray:
-    return np.asarray(stencil)[..., 1].astype(np.int8)
-
-
-def _ids_of(stencil: Any) -> np.ndarray:
-    return np.asarray(stencil)[..., 0]
 
 
 # --------------------------------------------------------------------------- graph
@@ -384,12 +524,30 @@ def _array(name: str, tasks: dict[Any, Any], deps: list[Any], chunks: Any, dtype
     )
 
 
+def _check_count(count: np.ndarray, edges: int) -> None:
+    """The ragged table's counts, before the edge chunks are derived from them."""
+    bad = np.flatnonzero(np.asarray(count) < 0)
+    if len(bad):
+        raise TessellationError(
+            f"variable 'neighbour_count' holds {len(bad)} negative value(s) (first at bin "
+            f"{int(bad[0])}: {int(count[bad[0]])}); expected the number of neighbours of each "
+            "bin, >= 0. Rebuild the table (xtramgrad.from_neighbours or from_adjacency)."
+        )
+    if int(np.sum(count)) != edges:
+        raise TessellationError(
+            f"variable 'neighbour_count' sums to {int(np.sum(count))} but 'neighbours' holds "
+            f"{edges} entries; expected equal. Rebuild the table (xtramgrad.from_neighbours "
+            "or from_adjacency)."
+        )
+
+
 def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: bool, *,
-                split_hubs: bool = False) -> GatherPlan:
+                split: bool = False) -> GatherPlan:
     """The stencils of every chunk of bins, and their entries' centers (and labels).
 
-    ``split_hubs``: leave the 1-rings of hubs (:func:`hub_rows`, ragged tables only) out of
-    the gather, listed in ``plan.hubs``, for a caller that computes them apart."""
+    ``split``: leave the stencils much wider than the others (:func:`apart_rows`; when the
+    sizes are known without a pass over a lazy table) out of the gather, described in
+    ``plan.apart``, for a caller that computes them apart."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -403,6 +561,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     if ragged:
         count = literal(topo.count.data)
         count = np.asarray(topo.count.values) if count is None else count
+        _check_count(count, int(topo.neighbours.size))
         indptr_full = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
         edge_chunks = tuple(int(indptr_full[b[c + 1]] - indptr_full[b[c]]) for c in range(nc))
         table = _as_dask(topo.neighbours.data, (edge_chunks,))
@@ -417,24 +576,30 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     def ip(c: int) -> np.ndarray | None:
         return None if indptr_full is None else indptr_full[b[c] : b[c + 1] + 1]
 
-    deps1 = dependencies(topo, chunks)
     ring1 = isinstance(spec, Rings) and spec.depth == 1
     rng = lambda cs: np.array([(b[s], b[s + 1]) for s in cs], dtype=np.int64)  # noqa: E731
-    width = stencil_width(topo, spec)
-    hubs = np.zeros(0, dtype=np.int64)
-    if split_hubs and ring1 and indptr_full is not None:
-        count = np.diff(indptr_full)
-        hubs = hub_rows(count)
-        if len(hubs):
+    apart = None
+    drops = np.zeros(0, dtype=np.int64)
+    sizes = _stencil_sizes_known(topo, spec, indptr_full) if split else None
+    width = stencil_width(topo, spec) if sizes is None else int(sizes.max(initial=0))
+    if sizes is not None:
+        drops = apart_rows(sizes)
+        if len(drops):
             rest = np.ones(n, dtype=bool)
-            rest[hubs] = False
-            width = int(count[rest].max(initial=0))
-            csr = _table_csr_literal(topo)
-            if csr is not None:  # the hubs' chunks need not read what only the hubs reach
-                deps1 = chunk_dependencies(_without_rows(*csr, hubs), chunks)
+            rest[drops] = False
+            width = int(sizes[rest].max(initial=0))
+            apart = _apart(topo, spec, drops, indptr_full, labels, n)
+    lit = _table_literal(topo) if ring1 and len(drops) else None
+    if lit is not None:  # the chunks need not read what only the bins apart reach
+        deps1 = chunk_dependencies(lit, chunks, skip=drops)
+    else:
+        deps1 = dependencies(topo, chunks)
+    if width is not None:
+        width = max(1, width)  # a table of isolated bins still has a neighbour axis
 
     def drop(c: int) -> np.ndarray:
-        return hubs[(hubs >= b[c]) & (hubs < b[c + 1])] - b[c]
+        return drops[(drops >= b[c]) & (drops < b[c + 1])] - b[c]
+
     if ring1:
         assert width is not None
         token = tokenize(table.name, center.name, spec, width, chunks)
@@ -474,7 +639,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
                     functools.partial(
                         _walk_task, lo=int(b[c]), hi=int(b[c + 1]), n=n, d=d, spec=spec,
                         width=width, table_chunks=rng(tr), center_chunks=rng(cr),
-                        indptrs=[ip(s) for s in tr],
+                        indptrs=[ip(s) for s in tr], drop=drop(c),
                     ),
                     [tkey(s) for s in tr],
                     [(center.name, s, 0) for s in cr],
@@ -497,9 +662,15 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         token = tokenize(table.name, center.name, spec, width, chunks)
         name = f"xtramgrad-walk-{token}"
         tasks = walk_tasks(name, width)
-        packed = _array(name, tasks, [table, center], (chunks, (width,), (2,)), np.int64)
-        ids = packed.map_blocks(_ids_of, drop_axis=2, dtype=np.int64)
-        ring = packed.map_blocks(_ring_of, drop_axis=2, dtype=np.int8)
+        # each walk task returns (ids, ring): two arrays reading its items, no copies
+        ids_tasks = {(f"{name}-ids", c, 0): (operator.getitem, (name, c, 0, 0), 0)
+                     for c in range(nc)}
+        ring_tasks = {(f"{name}-ring", c, 0): (operator.getitem, (name, c, 0, 0), 1)
+                      for c in range(nc)}
+        ids = _array(f"{name}-ids", {**tasks, **ids_tasks}, [table, center], (chunks, (width,)),
+                     np.int64)
+        ring = _array(f"{name}-ring", {**tasks, **ring_tasks}, [table, center],
+                      (chunks, (width,)), np.int8)
     _check_gather_size(width, chunks, d, spec)
     # centers of the stencil entries
     cname = f"xtramgrad-gather-center-{token}"
@@ -523,14 +694,15 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         lname = f"xtramgrad-gather-label-{token}"
         ltasks = {
             (lname, c, 0): (
-                functools.partial(_label_task, indptr=ip(c), width=width, drop=drop(c)),
+                functools.partial(_label_task, indptr=ip(c), width=width, drop=drop(c),
+                                  lo=int(b[c]), n=n, d=d),
                 (lab.name, c) if ragged else (lab.name, c, 0),
                 tkey(c),
             )
             for c in range(nc)
         }
         label = _array(lname, ltasks, [lab, table], (chunks, (width,)), np.int64)
-    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, hubs)
+    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, apart)
 
 
 #: Largest gathered block (one chunk's stencil centers, (bins, K, d) float64) allowed, bytes
@@ -541,9 +713,9 @@ PADDED_LIMIT = 4 * 10**9
 
 def _check_gather_size(width: int, chunks: tuple[int, ...], d: int, spec: StencilSpec) -> None:
     """Refuse, before anything is computed, a gather whose blocks would not fit in memory:
-    every row of a chunk is padded to the widest stencil ``width``. Hubs (a few bins far
-    wider than the rest, :func:`hub_rows`) are already left out; what remains here is a
-    table whose wide rows are common, or a multi-ring stencil around a hub."""
+    every row of a chunk is padded to the widest stencil ``width``. A few bins far wider
+    than the rest (:func:`apart_rows`) are already left out; what remains here is a table
+    whose wide rows are common, or a lazy table whose stencil sizes are not known."""
     big = max(chunks, default=0)
     need = big * width * d * 8
     padded = sum(chunks) * width  # entries the kernels loop over, padding included

@@ -30,6 +30,7 @@ within a distance (:func:`radius_dependencies`, from the chunks' bounding boxes)
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,16 +64,34 @@ PLAN_ATTRS = (
 _DEFAULT_PLAN_BLOCK = 4096
 
 
+#: literal() of dask arrays still alive, by id (assembling the blocks costs a copy)
+_LITERALS: dict[int, np.ndarray | None] = {}
+
+
 def literal(arr: Any) -> np.ndarray | None:
     """The numpy array behind ``arr`` if no compute is needed to get it, else None.
 
     True for numpy arrays and for dask arrays whose every block is a literal array in the
-    graph (``da.from_array`` / ``ds.chunk()`` on in-memory data).
+    graph (``da.from_array`` / ``ds.chunk()`` on in-memory data). The result for a dask
+    array is kept while the array lives (building a gradient asks several times).
     """
     if isinstance(arr, np.ndarray):
         return arr
     if not hasattr(arr, "__dask_graph__"):
         return np.asarray(arr) if isinstance(arr, (list, tuple)) else None
+    key = id(arr)
+    if key in _LITERALS:
+        return _LITERALS[key]
+    out = _assemble(arr)
+    try:
+        weakref.finalize(arr, _LITERALS.pop, key, None)
+    except TypeError:  # not weak-referenceable: not cached
+        return out
+    _LITERALS[key] = out
+    return out
+
+
+def _assemble(arr: Any) -> np.ndarray | None:
     from dask.core import flatten
 
     graph = arr.__dask_graph__()
@@ -98,13 +117,8 @@ def bounds(chunks: Sequence[int]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
 
 
-def _csr(table: Any) -> tuple[np.ndarray, np.ndarray]:
-    from ..kernels.stencil import as_csr
-
-    return as_csr(table)
-
-
-def chunk_dependencies(table: Any, chunks: Sequence[int]) -> list[tuple[int, ...]]:
+def chunk_dependencies(table: Any, chunks: Sequence[int], skip: np.ndarray | None = None
+                       ) -> list[tuple[int, ...]]:
     """For each chunk of bins, the other chunks that its neighbour rows point into.
 
     Parameters
@@ -113,6 +127,8 @@ def chunk_dependencies(table: Any, chunks: Sequence[int]) -> list[tuple[int, ...
         The neighbour table, padded with -1, or in CSR form.
     chunks : sequence of int
         Chunk sizes along ``bin`` (summing to n).
+    skip : int array, optional
+        Rows whose neighbours do not count (bins computed apart).
 
     Examples
     --------
@@ -122,20 +138,42 @@ def chunk_dependencies(table: Any, chunks: Sequence[int]) -> list[tuple[int, ...
     >>> chunk_dependencies(table, (1, 1, 1, 1))
     [(1,), (0, 2), (1, 3), (2,)]
     """
-    indptr, indices = _csr(table)
     b = bounds(chunks)
     nc = len(chunks)
     n = int(b[-1])
-    row_chunk = np.repeat(np.arange(nc, dtype=np.int64), np.asarray(chunks, dtype=np.int64))
-    rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    ok = (indices >= 0) & (indices < n)
-    src = np.searchsorted(b, indices[ok], side="right") - 1
-    pair = np.unique(row_chunk[rows[ok]] * nc + src)
-    deps: list[list[int]] = [[] for _ in range(nc)]
-    for c, s in zip((pair // nc).tolist(), (pair % nc).tolist(), strict=True):
-        if c != s:
-            deps[c].append(s)
-    return [tuple(d) for d in deps]
+    chunk_of = np.repeat(np.arange(nc, dtype=np.int32 if nc < 2**31 else np.int64),
+                         np.asarray(chunks, dtype=np.int64))
+    csr = isinstance(table, tuple)
+    if csr:
+        indptr, indices = (np.asarray(t) for t in table)
+    else:
+        table = np.asarray(table)
+        table = table.reshape(len(table), -1)
+    deps: list[tuple[int, ...]] = []
+    hit = np.zeros(nc, dtype=bool)
+    skip = np.zeros(0, dtype=np.int64) if skip is None else np.asarray(skip, dtype=np.int64)
+    for c in range(nc):  # each chunk's rows: which chunks they reach (no sort, no unique)
+        mine = skip[(skip >= b[c]) & (skip < b[c + 1])] - b[c]
+        if csr:
+            block = indices[indptr[b[c]] : indptr[b[c + 1]]]
+            if len(mine):  # the rows' own entries only
+                deg = np.diff(indptr[b[c] : b[c + 1] + 1])
+                keep = np.ones(len(deg), dtype=bool)
+                keep[mine] = False
+                block = block[np.repeat(keep, deg)]
+            valid = (block >= 0) & (block < n)
+        else:
+            rows = table[b[c] : b[c + 1]]
+            valid = (rows >= 0) & (rows < n)
+            if len(mine):
+                valid[mine] = False
+            block, valid = rows.reshape(-1), valid.reshape(-1)
+        inside = block[valid]
+        hit[:] = False
+        hit[chunk_of[inside]] = True
+        hit[c] = False
+        deps.append(tuple(np.flatnonzero(hit).tolist()))
+    return deps
 
 
 def _band_dependencies(halo: int, chunks: Sequence[int]) -> list[tuple[int, ...]]:

@@ -234,6 +234,49 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
 
 
 @_jit
+def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius,
+                to_global, skip, ids_out, ring_out):
+    """The stencils of ``targets`` written into padded rows: ``ids_out`` (m, K) their
+    entries as ``to_global[local id]`` (-1 padding), ``ring_out`` (m, K) their rings (0 at
+    padding); rows with ``skip`` are left empty. Returns the widest stencil walked: when it
+    exceeds K, the rows that did not fit are left empty and the caller raises."""
+    n = centers.shape[0]
+    m = targets.shape[0]
+    width = ids_out.shape[1]
+    mark = np.full(n, -1, dtype=np.int64)
+    rowmax = table.shape[1] if table.ndim == 2 else 1
+    if table.ndim == 1:
+        for b in range(n):
+            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    nbr = np.empty(rowmax, dtype=np.int64)
+    slot = np.empty(rowmax, dtype=np.int64)
+    buf = np.empty(max(16, width), dtype=np.int64)
+    rbuf = np.empty(buf.shape[0], dtype=np.int8)
+    widest = 0
+    for t in range(m):
+        for r in range(width):
+            ids_out[t, r] = -1
+            ring_out[t, r] = 0
+        if skip[t]:
+            continue
+        while True:
+            size = _stencil_capped(targets[t], table, indptr, centers, rings, widen_to,
+                                   min_points, radius, mark, buf, rbuf, nbr, slot)
+            if size >= 0:
+                break
+            buf = np.empty(2 * buf.shape[0], dtype=np.int64)
+            rbuf = np.empty(buf.shape[0], dtype=np.int8)
+            mark[:] = -1
+        widest = max(widest, size)
+        if size > width:
+            continue
+        for e in range(size):
+            ids_out[t, e] = to_global[buf[e]]
+            ring_out[t, e] = rbuf[e]
+    return widest
+
+
+@_jit
 def _stencil_capped(
     i, table, indptr, centers, rings, widen_to, min_points, radius, mark, ids, ring_of, nbr,
     slot,
