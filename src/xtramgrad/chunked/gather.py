@@ -365,21 +365,21 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
             raise _stale(bad, None, lo, hi, cstarts)
         return cdata[pos]
 
+    m = hi - lo
+    if width is not None:  # the compiled walk checks that every position is loaded
+        padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
+                                width, drop, lo, hi)
+        if padded is not None:
+            widest, pids, pring = padded
+            if widest > width:
+                raise _too_wide(lo, hi, widest, width)
+            return pids, pring
     # every position the walk may expand must be loaded
     reached = ind[ind >= 0]
     if len(reached):
         _, bad = _locate(reached, cstarts, cstops)
         if bad is not None:
             raise _stale(bad, None, lo, hi, cstarts)
-    m = hi - lo
-    if width is not None:
-        padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
-                                width, drop)
-        if padded is not None:
-            widest, pids, pring = padded
-            if widest > width:
-                raise _too_wide(lo, hi, widest, width)
-            return pids, pring
     if isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
@@ -415,34 +415,35 @@ def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
 
 def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
                    cstarts: np.ndarray, cstops: np.ndarray, cdata: np.ndarray,
-                   targets: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray
-                   ) -> Any:
+                   targets: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray,
+                   lo: int, hi: int) -> Any:
     """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
     walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring)``; None without
-    numba."""
+    numba. Raises the stale-locality error if the loaded rows reach a bin not loaded."""
     from ..kernels.engine import numba_available, resolve_backend
 
     if not (numba_available() and resolve_backend(None) == "numba"):
         return None
     from ..kernels import _numba
 
-    sizes = cstops - cstarts
-    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-
-    def local(g: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(cstarts, g, side="right") - 1
-        return (g - cstarts[k] + offset[k]).astype(np.int64)
-
-    m = int(sizes.sum())
+    local = _local_numbering(cstarts, cstops)
+    lind = local(ind)
+    bad = (lind < 0) & (ind >= 0)
+    if bad.any():
+        raise _stale(int(ind[np.argmax(bad)]), None, lo, hi, cstarts)
+    m = int((cstops - cstarts).sum())
+    deg = np.diff(indptr)
+    rows = local(loaded_ids)
     count = np.zeros(m, dtype=np.int64)
-    count[local(loaded_ids)] = np.diff(indptr)
+    count[rows] = deg
     lindptr = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(count, out=lindptr[1:])
-    lind = np.empty(len(ind), dtype=np.int64)
-    starts = lindptr[local(loaded_ids)]
-    deg = np.diff(indptr)
-    dst = np.repeat(starts, deg) + (np.arange(len(ind)) - np.repeat(indptr[:-1], deg))
-    lind[dst] = local(ind)
+    if not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)) if len(rows) else rows):
+        # the loaded rows are not one run of the local numbering: move their entries
+        dst = np.repeat(lindptr[rows], deg) + (np.arange(len(ind)) - np.repeat(indptr[:-1], deg))
+        moved = np.empty(len(ind), dtype=np.int64)
+        moved[dst] = lind
+        lind = moved
     if isinstance(spec, Radius):
         args = (1, 0, 0, float(spec.radius))
     else:
@@ -456,6 +457,34 @@ def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
     widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), local(targets),
                                 *args, to_global, skip, ids, ring)
     return int(widest), ids, ring
+
+
+def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
+    """``local(g)``: positions of global ids ``g`` in the concatenation of the sorted
+    chunks [starts, stops), -1 outside them (a dense lookup over their span when it is not
+    much larger than they are, else a search)."""
+    sizes = stops - starts
+    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    first, last = (int(starts[0]), int(stops[-1])) if len(starts) else (0, 0)
+    if last - first <= 4 * int(sizes.sum()) + 4096:
+        lookup = np.full(last - first, -1, dtype=np.int64)
+        for a, b, o in zip(starts, stops, offset, strict=True):
+            lookup[a - first : b - first] = np.arange(o, o + b - a)
+
+        def dense(g: np.ndarray) -> np.ndarray:
+            at = g - first
+            outside = (at < 0) | (at >= len(lookup))
+            return np.where(outside, -1, lookup.take(np.clip(at, 0, max(len(lookup) - 1, 0))))
+
+        return dense
+
+    def search(g: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(starts, g, side="right") - 1
+        kk = np.clip(k, 0, None)
+        inside = (k >= 0) & (g < stops[kk])
+        return np.where(inside, g - starts[kk] + offset[kk], -1).astype(np.int64)
+
+    return search
 
 
 def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, trailing: bool
