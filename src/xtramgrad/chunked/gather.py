@@ -318,12 +318,10 @@ def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stop
         table = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
     else:
         table = _narrow(table, table, drop, width, lo)
-    present = table[table >= 0]
-    if len(present):
-        _, bad = _locate(present, starts, stops)
-        if bad is not None:
-            row = lo + int(np.argwhere(table == bad)[0][0])
-            raise _stale(bad, row, lo, lo + table.shape[0], starts)
+    outside = (_local_numbering(starts, stops)(table) < 0) & (table >= 0)
+    if outside.any():
+        row, slot = np.argwhere(outside)[0]
+        raise _stale(int(table[row, slot]), lo + int(row), lo, lo + table.shape[0], starts)
     return table.astype(np.int64, copy=False)
 
 
@@ -496,18 +494,22 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
     stops = np.array([b for _, b in chunks_], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
     starts, stops = starts[order], stops[order]
-    present = ids >= 0
-    pos, bad = _locate(ids[present], starts, stops)
-    if bad is not None:
-        raise _stale(bad, None, lo, lo + ids.shape[0], starts)
+    lid = _local_numbering(starts, stops)(ids)
+    bad = (lid < 0) & (ids >= 0)
+    if bad.any():
+        raise _stale(int(ids[bad][0]), None, lo, lo + ids.shape[0], starts)
+    missing = lid < 0  # padding
+    safe = np.maximum(lid, 0)
     if trailing:
         data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=-1)
-        out = np.full(data.shape[:-1] + ids.shape, np.nan)
-        out[..., present] = data[..., pos]
+        out = data.take(safe, axis=-1) if data.shape[-1] else np.full(
+            data.shape[:-1] + ids.shape, np.nan)
+        out[..., missing] = np.nan
     else:
         data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=0)
-        out = np.full(ids.shape + data.shape[1:], np.nan)
-        out[present] = data[pos]
+        out = data.take(safe, axis=0) if len(data) else np.full(
+            ids.shape + data.shape[1:], np.nan)
+        out[missing] = np.nan
     return out
 
 
