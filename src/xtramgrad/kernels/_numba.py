@@ -1389,6 +1389,61 @@ def drive_table(
 
 
 @_jit
+def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
+    """:func:`drive_table` for ``lsq``'s gradient of one slice over the table's rows, with
+    the loops that serve several slices, uncertainties and other stencils left out: the
+    same direct fit (or per-bin map) on the same offsets, so the same numbers."""
+    n = centers.shape[0]
+    d = centers.shape[1]
+    rowmax = table.shape[1] if table.ndim == 2 else 1
+    if table.ndim == 1:
+        for b in range(n):
+            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    cap = max(rowmax, 1)
+    ids = np.empty(cap, dtype=np.int64)
+    slot = np.empty(cap, dtype=np.int64)
+    ring = np.ones(cap, dtype=np.int8)
+    off = np.empty((cap, d))
+    ok = np.zeros(cap, dtype=np.bool_)
+    yv = np.empty(cap)
+    w = np.zeros((cap, d))
+    c0 = np.empty(d)
+    wo = np.empty((cap, d))
+    c0o = np.empty(d)
+    comb = np.eye(d)
+    work = _make_work(cap, d, d)
+    work.need[0] = d
+    for i in range(n):
+        y0 = values[0, i]
+        if math.isnan(y0):
+            for o in range(d):
+                out[0, i, o] = np.nan
+            flags[0, i] = 2
+            conds[0, i] = np.nan
+            continue
+        deg = row(table, indptr, i, ids, slot)
+        for e in range(deg):
+            j = ids[e]
+            for a in range(d):
+                off[e, a] = centers[j, a] - centers[i, a]
+            y = values[0, j]
+            oke = not math.isnan(y)
+            ok[e] = oke
+            yv[e] = y if oke else 0.0
+        direct, cond = direct_prepare(0, deg, d, off, ok, par, work)
+        if direct:
+            direct_apply(deg, d, d, off, yv, y0, out[0, i], work)
+            flags[0, i] = 0
+        else:
+            flag, cond = bin_map(0, deg, d, off, ok, ring, par, w, c0, work)
+            _apply(deg, d, d, comb, w, c0, yv, y0, yv, 0.0, MODE_VALUES, na, flag != 2,
+                   out[0, i], wo, c0o, True)
+            flags[0, i] = flag
+        conds[0, i] = cond
+    return out
+
+
+@_jit
 def drive_gathered(
     code, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,
     mode, na, out, flags, conds,

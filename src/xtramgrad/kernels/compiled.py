@@ -94,7 +94,12 @@ class _Generic:
         table, indptr = table_arrays(job)
         centers = np.ascontiguousarray(job.centers, dtype=np.float64)
         rings, widen, min_points, radius = stencil_arrays(job.spec)
-        if rings == 1 and widen <= 1 and radius <= 0:  # the table's own rows
+        ring1 = rings == 1 and widen <= 1 and radius <= 0
+        if (self.name == "lsq" and ring1 and values.shape[0] == 1 and job.sigma is None
+                and np.array_equal(comb, np.eye(centers.shape[1]))):
+            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds)
+            return out, flags
+        if ring1:  # the table's own rows
             kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
         else:
             if table.ndim == 2:  # wide walks visit many rows: read them without padding
