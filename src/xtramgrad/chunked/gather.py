@@ -120,7 +120,8 @@ def _table_csr_literal(topo: Any) -> tuple[np.ndarray, np.ndarray] | None:
 
 def stencil_width(topo: Any, spec: StencilSpec) -> int | None:
     """K, the largest stencil of any bin (exact), when it is known without computing;
-    None for wide stencils of a lazy table (:func:`gather_plan` then makes a pass)."""
+    None for wide stencils of a lazy table and for radius stencils (:func:`gather_plan`
+    then measures it in one task per chunk, in parallel)."""
     ragged = getattr(topo, "layout", "padded") == "ragged"
     if isinstance(spec, Rings) and spec.depth == 1:
         if ragged:
@@ -129,10 +130,40 @@ def stencil_width(topo: Any, spec: StencilSpec) -> int | None:
             return int(count.max(initial=0))
         return int(topo.neighbours.sizes["nbr"])
     csr = _table_csr_literal(topo)
-    centers = literal(topo.center.data)
-    if csr is not None and (centers is not None or not isinstance(spec, Radius)):
-        return int(stencil_sizes(spec, csr[0], csr[1], centers).max(initial=0))
-    return None
+    if csr is None:
+        return None
+    if not isinstance(spec, Radius):
+        return int(stencil_sizes(spec, csr[0], csr[1], None).max(initial=0))
+    centers = literal(topo.center.transpose("bin", "space").data)
+    return None if centers is None else _widest_radius(spec, *csr, np.asarray(centers))
+
+
+def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
+                   centers: np.ndarray) -> int:
+    """The largest radius stencil of an in-memory table: the compiled walk on as many
+    threads as cores (it releases the GIL), else the numpy walk."""
+    from ..kernels.engine import numba_available, resolve_backend
+
+    n = len(centers)
+    if not (numba_available() and resolve_backend(None) == "numba") or n == 0:
+        return int(stencil_sizes(spec, indptr, indices, centers).max(initial=0))
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..kernels import _numba
+
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    to_global = np.arange(n, dtype=np.int64)
+
+    def widest(targets: np.ndarray) -> int:  # a 0-wide output: the walk only measures
+        m = len(targets)
+        return int(_numba.walk_padded(indices, indptr, centers, targets, 1, 0, 0,
+                                      float(spec.radius), to_global, np.zeros(m, np.bool_),
+                                      np.empty((m, 0), np.int64), np.empty((m, 0), np.int8)))
+
+    parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 8)))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        return max(pool.map(widest, parts))
 
 
 #: The gather's width is the 99.9th percentile of the stencil sizes (at most HUB_DEGREE or
@@ -190,10 +221,9 @@ def _stencil_sizes_known(topo: Any, spec: StencilSpec, indptr_full: np.ndarray |
         data = literal(topo.neighbours.data)
         return None if data is None else (np.asarray(data) >= 0).sum(axis=1)
     csr = _table_csr_literal(topo)
-    centers = literal(topo.center.data)
-    if csr is None or (isinstance(spec, Radius) and centers is None):
+    if csr is None or isinstance(spec, Radius):  # radius: sized by the tasks, in parallel
         return None
-    return stencil_sizes(spec, csr[0], csr[1], centers)
+    return stencil_sizes(spec, csr[0], csr[1], None)
 
 
 def _apart(topo: Any, spec: StencilSpec, rows: np.ndarray, indptr_full: np.ndarray | None,
@@ -364,14 +394,16 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
         return cdata[pos]
 
     m = hi - lo
-    if width is not None:  # the compiled walk checks that every position is loaded
-        padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
-                                width, drop, lo, hi)
-        if padded is not None:
-            widest, pids, pring = padded
-            if widest > width:
-                raise _too_wide(lo, hi, widest, width)
-            return pids, pring
+    # the compiled walk checks that every position is loaded; width 0: sizes only
+    padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
+                            0 if width is None else width, drop, lo, hi)
+    if padded is not None:
+        widest, pids, pring = padded
+        if width is None:
+            return np.array([[[widest]]])
+        if widest > width:
+            raise _too_wide(lo, hi, widest, width)
+        return pids, pring
     # every position the walk may expand must be loaded
     reached = ind[ind >= 0]
     if len(reached):
@@ -682,10 +714,11 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
 
             import dask
 
-            logging.getLogger("xtramgrad").warning(
-                "xtramgrad: the table is lazy: one pass over it, chunk by chunk, to measure "
-                "the widest stencil (%s) before building the gradient.", spec,
-            )
+            if literal(topo.neighbours.data) is None:
+                logging.getLogger("xtramgrad").warning(
+                    "xtramgrad: the table is lazy: one pass over it, chunk by chunk, to "
+                    "measure the widest stencil (%s) before building the gradient.", spec,
+                )
             sname = f"xtramgrad-walk-size-{tokenize(table.name, center.name, spec, chunks)}"
             sizes = _array(sname, walk_tasks(sname, None), [table, center],
                            ((1,) * nc, (1,), (1,)), np.int64)
