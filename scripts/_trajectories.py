@@ -1,12 +1,17 @@
 """Brownian trajectories in a box, shared by the scripts that make the shipped data
-(``scripts/make_sample.py``, ``scripts/make_force_rwa.py``, ``tests/data/make_rwa.py``).
+(``scripts/make_sample.py``, ``scripts/make_force_rwa.py``, ``tests/data/make_rwa.py``),
+and the command line of the scripts that write TRamWAy .rwa files (:func:`write_rwa`).
 
 Not part of the package: the package never simulates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,3 +53,27 @@ def simulate(
     )
     counts = df.groupby("n")["n"].transform("size")
     return df[counts > 1].reset_index(drop=True)
+
+
+def write_rwa(argv: Sequence[str] | None, doc: str, output: Path,
+              simulate: Callable[[], pd.DataFrame], build_tree: Callable[[pd.DataFrame], Any],
+              describe: Callable[[Path], str]) -> int:
+    """The command line of a script that writes a TRamWAy .rwa file: simulate, build the
+    analysis tree, save it to ``--out`` (default ``output``), and with ``--check`` reload
+    and describe the file. ``doc``: the script's docstring (its first line is the help)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="reload and describe the file")
+    parser.add_argument("--out", type=Path, default=output)
+    args = parser.parse_args(argv)
+
+    from tramway.core.hdf5 import save_rwa
+
+    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
+    df = simulate()
+    tree = build_tree(df)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_rwa(str(args.out), tree, force=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
+    if args.check:
+        print(describe(args.out))
+    return 0

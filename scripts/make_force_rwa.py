@@ -32,10 +32,8 @@ TRamWAy's optimizer.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import _trajectories as trajectories  # scripts/ is on the path of a script
@@ -110,22 +108,10 @@ def describe(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="reload and describe the file")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
+    def build(df: pd.DataFrame):  # noqa: ANN202
+        return build_tree(df, verbose=True)
 
-    from tramway.core.hdf5 import save_rwa
-
-    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
-    df = simulate()
-    tree = build_tree(df, verbose=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_rwa(str(args.out), tree, force=True)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
-    if args.check:
-        print(describe(args.out))
-    return 0
+    return trajectories.write_rwa(argv, __doc__, OUTPUT, simulate, build, describe)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ The resulting structure and how to read it back are described in ``tests/data/RE
 
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,21 +113,7 @@ def describe(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="reload and describe the file")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-
-    from tramway.core.hdf5 import save_rwa
-
-    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
-    df = simulate()
-    tree = build_tree(df)
-    save_rwa(str(args.out), tree, force=True)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
-    if args.check:
-        print(describe(args.out))
-    return 0
+    return trajectories.write_rwa(argv, __doc__, OUTPUT, simulate, build_tree, describe)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ The resulting structure is described in ``tests/data/README.md``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import _trajectories as trajectories  # noqa: E402
 
 SEED = 20240715
 D0, GX, GY = 0.5, 0.15, -0.08  # um^2/s, um/s, um/s
@@ -132,21 +133,7 @@ def describe(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="reload and describe the file")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-
-    from tramway.core.hdf5 import save_rwa
-
-    warnings.simplefilter("ignore")  # TRamWAy's deprecation chatter
-    df = simulate()
-    tree = build_tree(df)
-    save_rwa(str(args.out), tree, force=True)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB), {len(df)} points")
-    if args.check:
-        print(describe(args.out))
-    return 0
+    return trajectories.write_rwa(argv, __doc__, OUTPUT, simulate, build_tree, describe)
 
 
 if __name__ == "__main__":
