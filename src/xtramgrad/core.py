@@ -287,7 +287,7 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
     factor of 2 apart), so that no temporary is n x (widest row). (The chunked path pads
     each chunk to its own widest row: a function that reads only the unmasked entries gives
     the same numbers, up to the rounding of its sums over the padded axis.)"""
-    from .kernels.stencil import pad_rows, row_entries
+    from .kernels.stencil import pad_rows, size_groups
 
     n = len(centers)
     if indptr.size == 0:
@@ -298,14 +298,10 @@ def _user_function_rows(func: Callable[..., Any], centers: np.ndarray, flat: np.
         if n * widest <= max(8 * len(table), 2**24):
             groups = [(np.arange(n), pad_rows(indptr, table, max(1, widest)))]
         else:
-            level = np.ceil(np.log2(np.maximum(deg, 1))).astype(np.int64)
-            groups = []
-            for lv in np.unique(level):
-                rows = np.flatnonzero(level == lv)
-                sub = np.concatenate([[0], np.cumsum(deg[rows])]).astype(np.int64)
-                entries = row_entries(indptr, rows)
-                width = max(1, int(deg[rows].max()))  # never a 0-wide neighbour axis
-                groups.append((rows, pad_rows(sub, table[entries], width)))
+            groups = [  # never a 0-wide neighbour axis
+                (rows, pad_rows(sub, table[entries], max(1, int(deg[rows].max()))))
+                for rows, sub, entries in size_groups(indptr)
+            ]
     out = np.empty(flat.shape + (d,))
     for rows, padded in groups:
         hood = kernels.gather_neighbourhoods(centers, flat, padded, rows)
@@ -432,13 +428,8 @@ def _estimate_chunked(
 
     d = topo.ndim
     spec = req.spec(d)
-    if getattr(topo, "layout", "padded") == "ragged" and req.method is not None:
-        from .kernels.stencil import check_walk_cost
-
-        count = np.asarray(_count(topo).values, dtype=np.int64)  # type: ignore[union-attr]
-        check_walk_cost(np.zeros(0, np.int64), np.concatenate([[0], np.cumsum(count)]), spec,
-                        req.method.name)
-    plan = gather_plan(topo, spec, chunks, labels, split=True)
+    plan = gather_plan(topo, spec, chunks, labels, split=True,
+                       method=None if req.method is None else req.method.name)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
@@ -490,17 +481,12 @@ def _estimate_apart(
     stencils gathered by groups of similar size (a factor of 2 apart, so the padding at
     most doubles them) and run through the same gathered kernel as the chunks, so the
     numbers are the same as there and as on the eager path."""
-    from .kernels.stencil import pad_rows, row_entries
+    from .kernels.stencil import pad_rows, size_groups
 
-    sizes = np.diff(apart.indptr)
-    level = np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64)
     outs, flags, order = [], [], []
     center = topo.center.transpose(BIN, SPACE)
-    for lv in np.unique(level):
-        sel = np.flatnonzero(level == lv)
+    for sel, sub, take in size_groups(apart.indptr):
         rows = apart.rows[sel]
-        sub = np.concatenate([[0], np.cumsum(sizes[sel])]).astype(np.int64)
-        take = row_entries(apart.indptr, sel)
         ids = pad_rows(sub, apart.ids[take])
         present = xr.DataArray(ids >= 0, dims=(BIN, kdim))
         safe = xr.DataArray(np.where(ids >= 0, ids, 0), dims=(BIN, kdim))

@@ -37,6 +37,7 @@ from ..kernels.stencil import (
     Rings,
     StencilSpec,
     as_csr,
+    check_walk_cost,
     pad_rows,
     radius_stencil,
     ring_stencil,
@@ -265,17 +266,6 @@ def _apart(topo: Any, spec: StencilSpec, rows: np.ndarray, indptr_full: np.ndarr
 # --------------------------------------------------------------------------- tasks
 
 
-def _locate(ids: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> tuple[np.ndarray, Any]:
-    """Positions of global ``ids`` (>= 0) in the concatenation of chunks [starts, stops);
-    ``bad`` is the first id outside them, or None."""
-    which = np.searchsorted(starts, ids, side="right") - 1
-    inside = (which >= 0) & (ids < stops[np.clip(which, 0, None)])
-    if not inside.all():
-        return np.zeros(0, np.intp), int(ids[~inside][0])
-    offs = np.concatenate([[0], np.cumsum(stops - starts)])[:-1]
-    return (offs[which] + ids - starts[which]).astype(np.intp), None
-
-
 def _stale(j: int, row: int | None, lo: int, hi: int, starts: np.ndarray) -> TessellationError:
     where = f" (a neighbour of bin {row})" if row is not None else ""
     return TessellationError(
@@ -387,16 +377,22 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
     cdata = np.concatenate([np.asarray(center_parts[i], dtype=np.float64) for i in corder])
     targets = np.arange(lo, hi, dtype=np.int64)
 
+    # every position the walk may expand must be loaded
+    local = _local_numbering(cstarts, cstops)
+    lind = local(ind)
+    outside = (lind < 0) & (ind >= 0)
+    if outside.any():
+        raise _stale(int(ind[np.argmax(outside)]), None, lo, hi, cstarts)
+
     def center_of(ids: np.ndarray) -> np.ndarray:
-        pos, bad = _locate(ids, cstarts, cstops)
-        if bad is not None:
-            raise _stale(bad, None, lo, hi, cstarts)
-        return cdata[pos]
+        lid = local(ids)
+        if (lid < 0).any():
+            raise _stale(int(ids[np.argmax(lid < 0)]), None, lo, hi, cstarts)
+        return cdata[lid]
 
     m = hi - lo
-    # the compiled walk checks that every position is loaded; width 0: sizes only
-    padded = _compiled_walk(indptr, ind, loaded_ids, cstarts, cstops, cdata, targets, spec,
-                            0 if width is None else width, drop, lo, hi)
+    padded = _compiled_walk(indptr, lind, local(loaded_ids), local(targets), cstarts, cstops,
+                            cdata, spec, 0 if width is None else width, drop)  # 0: sizes only
     if padded is not None:
         widest, pids, pring = padded
         if width is None:
@@ -404,12 +400,6 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
         if widest > width:
             raise _too_wide(lo, hi, widest, width)
         return pids, pring
-    # every position the walk may expand must be loaded
-    reached = ind[ind >= 0]
-    if len(reached):
-        _, bad = _locate(reached, cstarts, cstops)
-        if bad is not None:
-            raise _stale(bad, None, lo, hi, cstarts)
     if isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
@@ -443,35 +433,29 @@ def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
     )
 
 
-def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
-                   cstarts: np.ndarray, cstops: np.ndarray, cdata: np.ndarray,
-                   targets: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray,
-                   lo: int, hi: int) -> Any:
+def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
+                   ltargets: np.ndarray, cstarts: np.ndarray, cstops: np.ndarray,
+                   cdata: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray) -> Any:
     """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
     walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring)``; None without
-    numba. Raises the stale-locality error if the loaded rows reach a bin not loaded."""
+    numba. ``lind``: the loaded CSR entries (``indptr``) in the local numbering of the
+    loaded centers, ``rows`` and ``ltargets`` the loaded rows and the targets in it."""
     from ..kernels.engine import numba_available, resolve_backend
 
     if not (numba_available() and resolve_backend(None) == "numba"):
         return None
     from ..kernels import _numba
 
-    local = _local_numbering(cstarts, cstops)
-    lind = local(ind)
-    bad = (lind < 0) & (ind >= 0)
-    if bad.any():
-        raise _stale(int(ind[np.argmax(bad)]), None, lo, hi, cstarts)
     m = int((cstops - cstarts).sum())
     deg = np.diff(indptr)
-    rows = local(loaded_ids)
     count = np.zeros(m, dtype=np.int64)
     count[rows] = deg
     lindptr = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(count, out=lindptr[1:])
     if not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)) if len(rows) else rows):
         # the loaded rows are not one run of the local numbering: move their entries
-        dst = np.repeat(lindptr[rows], deg) + (np.arange(len(ind)) - np.repeat(indptr[:-1], deg))
-        moved = np.empty(len(ind), dtype=np.int64)
+        dst = np.repeat(lindptr[rows], deg) + (np.arange(len(lind)) - np.repeat(indptr[:-1], deg))
+        moved = np.empty(len(lind), dtype=np.int64)
         moved[dst] = lind
         lind = moved
     if isinstance(spec, Radius):
@@ -480,12 +464,12 @@ def _compiled_walk(indptr: np.ndarray, ind: np.ndarray, loaded_ids: np.ndarray,
         args = (int(spec.rings), int(spec.widen_to), int(spec.min_points), 0.0)
     to_global = np.concatenate([np.arange(a, b, dtype=np.int64)
                                 for a, b in zip(cstarts, cstops, strict=True)])
-    skip = np.zeros(len(targets), dtype=np.bool_)
+    skip = np.zeros(len(ltargets), dtype=np.bool_)
     skip[drop] = True
-    ids = np.empty((len(targets), width), dtype=np.int64)
-    ring = np.empty((len(targets), width), dtype=np.int8)
-    widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), local(targets),
-                                *args, to_global, skip, ids, ring)
+    ids = np.empty((len(ltargets), width), dtype=np.int64)
+    ring = np.empty((len(ltargets), width), dtype=np.int8)
+    widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), ltargets, *args,
+                                to_global, skip, ids, ring)
     return int(widest), ids, ring
 
 
@@ -587,30 +571,15 @@ def _array(name: str, tasks: dict[Any, Any], deps: list[Any], chunks: Any, dtype
     )
 
 
-def _check_count(count: np.ndarray, edges: int) -> None:
-    """The ragged table's counts, before the edge chunks are derived from them."""
-    bad = np.flatnonzero(np.asarray(count) < 0)
-    if len(bad):
-        raise TessellationError(
-            f"variable 'neighbour_count' holds {len(bad)} negative value(s) (first at bin "
-            f"{int(bad[0])}: {int(count[bad[0]])}); expected the number of neighbours of each "
-            "bin, >= 0. Rebuild the table (xtramgrad.from_neighbours or from_adjacency)."
-        )
-    if int(np.sum(count)) != edges:
-        raise TessellationError(
-            f"variable 'neighbour_count' sums to {int(np.sum(count))} but 'neighbours' holds "
-            f"{edges} entries; expected equal. Rebuild the table (xtramgrad.from_neighbours "
-            "or from_adjacency)."
-        )
-
-
 def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: bool, *,
-                split: bool = False) -> GatherPlan:
+                split: bool = False, method: str | None = None) -> GatherPlan:
     """The stencils of every chunk of bins, and their entries' centers (and labels).
 
     ``split``: leave the stencils much wider than the others (:func:`apart_rows`; when the
     sizes are known without a pass over a lazy table) out of the gather, described in
-    ``plan.apart``, for a caller that computes them apart."""
+    ``plan.apart``, for a caller that computes them apart. ``method``: the method's name,
+    to refuse a multi-ring stencil around a hub of a ragged table before anything is built
+    (:func:`~xtramgrad.kernels.stencil.check_walk_cost`)."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -624,8 +593,11 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     if ragged:
         count = literal(topo.count.data)
         count = np.asarray(topo.count.values) if count is None else count
-        _check_count(count, int(topo.neighbours.size))
-        indptr_full = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+        from ..topology import check_counts
+
+        indptr_full = check_counts(count, int(topo.neighbours.size))
+        if method is not None:
+            check_walk_cost(np.zeros(0, np.int64), indptr_full, spec, method)
         edge_chunks = tuple(int(indptr_full[b[c + 1]] - indptr_full[b[c]]) for c in range(nc))
         table = _as_dask(topo.neighbours.data, (edge_chunks,))
         def tkey(s: int) -> tuple[Any, ...]:

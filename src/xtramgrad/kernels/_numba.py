@@ -162,6 +162,32 @@ def padded_to_csr(table):
 
 
 @_jit
+def _widest_row(table, indptr, n):
+    """The widest row: a padded table's width, or the longest CSR row (at least 1).
+    (Compiled apart, not inlined: numba prunes the layout branch on its own arguments.)"""
+    k = table.shape[1] if table.ndim == 2 else 1
+    if table.ndim == 1:
+        for b in range(n):
+            k = max(k, indptr[b + 1] - indptr[b])
+    return k
+
+
+@_inline
+def _walk_grown(i, table, indptr, centers, rings, widen_to, min_points, radius, mark, ids,
+                ring_of, nbr, slot):
+    """:func:`_stencil_capped` of bin ``i``, doubling ``ids`` and ``ring_of`` (and clearing
+    ``mark``) until the stencil fits: ``(size, ids, ring_of)``."""
+    while True:
+        size = _stencil_capped(i, table, indptr, centers, rings, widen_to, min_points, radius,
+                               mark, ids, ring_of, nbr, slot)
+        if size >= 0:
+            return size, ids, ring_of
+        ids = np.empty(2 * ids.shape[0], dtype=np.int64)
+        ring_of = np.empty(ids.shape[0], dtype=np.int8)
+        mark[:] = -1
+
+
+@_jit
 def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, out):
     """Size of every bin's stencil (``out`` (n,)); returns the largest."""
     n = centers.shape[0]
@@ -169,22 +195,13 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
     cap = max(16, table.shape[1] if table.ndim == 2 else 16)
     ids = np.empty(cap, dtype=np.int64)
     ring_of = np.empty(cap, dtype=np.int8)
-    kmax = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            kmax = max(kmax, indptr[b + 1] - indptr[b])
+    kmax = _widest_row(table, indptr, n)
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
     best = 0
     for i in range(n):
-        while True:
-            size = _stencil_capped(i, table, indptr, centers, rings, widen_to, min_points,
-                                   radius, mark, ids, ring_of, nbr, slot)
-            if size >= 0:
-                break
-            ids = np.empty(2 * ids.shape[0], dtype=np.int64)
-            ring_of = np.empty(2 * ring_of.shape[0], dtype=np.int8)
-            mark[:] = -1
+        size, ids, ring_of = _walk_grown(i, table, indptr, centers, rings, widen_to,
+                                         min_points, radius, mark, ids, ring_of, nbr, slot)
         out[i] = size
         best = max(best, size)
     return best
@@ -193,13 +210,10 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
 @_jit
 def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, radius):
     """The stencils of ``targets`` as CSR ``(sindptr, ids, ring)``, in the order of
-    :func:`stencil`."""
+    :func:`_stencil_capped`."""
     n = centers.shape[0]
     mark = np.full(n, -1, dtype=np.int64)
-    rowmax = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    rowmax = _widest_row(table, indptr, n)
     nbr = np.empty(rowmax, dtype=np.int64)
     slot = np.empty(rowmax, dtype=np.int64)
     buf = np.empty(max(16, rowmax), dtype=np.int64)
@@ -210,14 +224,8 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
     ring = np.empty(ids.shape[0], dtype=np.int8)
     pos = 0
     for t in range(m):
-        while True:
-            size = _stencil_capped(targets[t], table, indptr, centers, rings, widen_to,
-                                   min_points, radius, mark, buf, rbuf, nbr, slot)
-            if size >= 0:
-                break
-            buf = np.empty(2 * buf.shape[0], dtype=np.int64)
-            rbuf = np.empty(buf.shape[0], dtype=np.int8)
-            mark[:] = -1
+        size, buf, rbuf = _walk_grown(targets[t], table, indptr, centers, rings, widen_to,
+                                      min_points, radius, mark, buf, rbuf, nbr, slot)
         while pos + size > ids.shape[0]:
             bigger = np.empty(2 * ids.shape[0], dtype=np.int64)
             bigger[:pos] = ids[:pos]
@@ -244,10 +252,7 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     m = targets.shape[0]
     width = ids_out.shape[1]
     mark = np.full(n, -1, dtype=np.int64)
-    rowmax = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    rowmax = _widest_row(table, indptr, n)
     nbr = np.empty(rowmax, dtype=np.int64)
     slot = np.empty(rowmax, dtype=np.int64)
     buf = np.empty(max(16, width), dtype=np.int64)
@@ -259,14 +264,8 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
             ring_out[t, r] = 0
         if skip[t]:
             continue
-        while True:
-            size = _stencil_capped(targets[t], table, indptr, centers, rings, widen_to,
-                                   min_points, radius, mark, buf, rbuf, nbr, slot)
-            if size >= 0:
-                break
-            buf = np.empty(2 * buf.shape[0], dtype=np.int64)
-            rbuf = np.empty(buf.shape[0], dtype=np.int8)
-            mark[:] = -1
+        size, buf, rbuf = _walk_grown(targets[t], table, indptr, centers, rings, widen_to,
+                                      min_points, radius, mark, buf, rbuf, nbr, slot)
         widest = max(widest, size)
         if size > width:
             continue
@@ -281,7 +280,10 @@ def _stencil_capped(
     i, table, indptr, centers, rings, widen_to, min_points, radius, mark, ids, ring_of, nbr,
     slot,
 ):
-    """:func:`stencil`, returning -1 (and leaving ``mark`` dirty) if ``ids`` is too small."""
+    """The stencil of bin ``i`` (see :mod:`.stencil`): fills ``ids`` and ``ring_of`` and
+    returns its size, or -1 (leaving ``mark`` dirty) if ``ids`` is too small. ``mark`` (n,)
+    holds, for each bin, the last bin whose walk saw it (initially -1); ``radius`` > 0
+    walks a radius instead of rings."""
     mark[i] = i
     size = 0
     cap = ids.shape[0]
@@ -1293,10 +1295,7 @@ def drive_table(
     no = comb.shape[0]
     lead = _leading(comb)
     mark = np.full(n, -1, dtype=np.int64)
-    rowmax = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    rowmax = _widest_row(table, indptr, n)
     nbr = np.empty(rowmax, dtype=np.int64)
     slot = np.empty(rowmax, dtype=np.int64)
     cap = kmax if kmax > 0 else max(64, 4 * rowmax)
@@ -1323,15 +1322,10 @@ def drive_table(
             for e in range(deg):
                 ring[e] = 1
         else:
-            while True:
-                deg = _stencil_capped(i, table, indptr, centers, rings, widen_to, min_points,
-                                      radius, mark, ids, ring, nbr, slot)
-                if deg >= 0:
-                    break
-                cap *= 2  # a wider stencil than any so far: bigger buffers, walk again
-                mark[:] = -1
-                ids = np.empty(cap, dtype=np.int64)
-                ring = np.empty(cap, dtype=np.int8)
+            deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to,
+                                         min_points, radius, mark, ids, ring, nbr, slot)
+            if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
+                cap = ids.shape[0]
                 off = np.empty((cap, d))
                 ok = np.zeros(cap, dtype=np.bool_)
                 prev_ok = np.zeros(cap, dtype=np.bool_)
@@ -1395,10 +1389,7 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
     same direct fit (or per-bin map) on the same offsets, so the same numbers."""
     n = centers.shape[0]
     d = centers.shape[1]
-    rowmax = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            rowmax = max(rowmax, indptr[b + 1] - indptr[b])
+    rowmax = _widest_row(table, indptr, n)
     cap = max(rowmax, 1)
     ids = np.empty(cap, dtype=np.int64)
     slot = np.empty(cap, dtype=np.int64)
@@ -1778,10 +1769,7 @@ def grad1_table(
     """
     d = dim_tag.ndim
     n = centers.shape[0]
-    k = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            k = max(k, indptr[b + 1] - indptr[b])
+    k = _widest_row(table, indptr, n)
     s_count = values.shape[0]
     own = np.empty(d)
     nbr = np.empty(k, dtype=np.int64)
@@ -1891,10 +1879,7 @@ def grad1_cone_single(
     """
     d = dim_tag.ndim
     n = centers.shape[0]
-    k = table.shape[1] if table.ndim == 2 else 1
-    if table.ndim == 1:
-        for b in range(n):
-            k = max(k, indptr[b + 1] - indptr[b])
+    k = _widest_row(table, indptr, n)
     own = np.empty(d)
     nbr = np.empty(k, dtype=np.int64)
     slot = np.empty(k, dtype=np.int64)

@@ -19,6 +19,7 @@ CSR pair ``(indptr, indices)``: :func:`as_csr` turns either into CSR.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ __all__ = [
     "gathered_neighbourhood",
     "pad_rows",
     "row_entries",
+    "size_groups",
 ]
 
 
@@ -101,6 +103,24 @@ def row_entries(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     deg = indptr[rows + 1] - indptr[rows]
     first = np.repeat(indptr[rows] - np.concatenate([[0], np.cumsum(deg)[:-1]]), deg)
     return (first + np.arange(int(deg.sum()))).astype(np.int64)
+
+
+def size_groups(indptr: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The rows of a CSR table by groups of similar length (a factor of 2 apart, so that
+    padding each group to its widest row at most doubles it): for each group, its rows,
+    their own ``indptr`` and the positions of their entries in the table.
+
+    Examples
+    --------
+    >>> [(r.tolist(), e.tolist()) for r, _, e in size_groups(np.array([0, 1, 5, 6]))]
+    [([0, 2], [0, 5]), ([1], [1, 2, 3, 4])]
+    """
+    deg = np.diff(indptr)
+    level = np.ceil(np.log2(np.maximum(deg, 1))).astype(np.int64)
+    for lv in np.unique(level):
+        rows = np.flatnonzero(level == lv)
+        sub = np.concatenate([[0], np.cumsum(deg[rows])]).astype(np.int64)
+        yield rows, sub, row_entries(indptr, rows)
 
 
 def pad_rows(indptr: np.ndarray, indices: np.ndarray, width: int | None = None) -> np.ndarray:

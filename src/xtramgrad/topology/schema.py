@@ -24,6 +24,7 @@ import xarray as xr
 from ..errors import TessellationError
 
 __all__ = [
+    "check_counts",
     "BIN",
     "SPACE",
     "NBR",
@@ -745,6 +746,29 @@ def _problem_message(
     )
 
 
+def check_counts(count: np.ndarray, edges: int, rows: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Check a ragged table's ``neighbour_count`` (block) against its ``edges`` entries;
+    return its ``indptr``. ``rows``: the global positions of the counts' bins."""
+    count = np.asarray(count)
+    rows = np.arange(len(count)) if rows is None else rows
+    if count.size and count.min() < 0:
+        i = int(np.argmax(count < 0))
+        raise TessellationError(
+            f"variable {COUNT!r} holds {int(count[i])} at bin {rows[i]}; expected "
+            "non-negative neighbour counts. Rebuild the table (xtramgrad.from_neighbours or "
+            "from_adjacency)."
+        )
+    indptr = _ragged_indptr(count)
+    if indptr[-1] != edges:
+        raise TessellationError(
+            f"variable {COUNT!r} sums to {int(indptr[-1])} but the ragged table "
+            f"{NEIGHBOURS!r} has {edges} entries along {EDGE!r}; the counts must add up to "
+            "the table's length (CF contiguous ragged array)."
+        )
+    return indptr
+
+
 def check_values(
     centers: np.ndarray,
     neighbours: np.ndarray,
@@ -792,22 +816,7 @@ def check_values(
         )
     if bin_ids is not None and not _is_arange(np.asarray(bin_ids), int(rows[0]) if m else 0):
         raise TessellationError(bin_coordinate_message(bin_ids, rows=rows))
-    indptr = None
-    if count is not None:
-        count = np.asarray(count)
-        if count.size and count.min() < 0:
-            i = int(np.argmax(count < 0))
-            raise TessellationError(
-                f"variable {COUNT!r} holds {int(count[i])} at bin {rows[i]}; expected "
-                "non-negative neighbour counts."
-            )
-        indptr = _ragged_indptr(count)
-        if indptr[-1] != len(neighbours):
-            raise TessellationError(
-                f"variable {COUNT!r} sums to {int(indptr[-1])} but the ragged table "
-                f"{NEIGHBOURS!r} has {len(neighbours)} entries along {EDGE!r}; the counts "
-                "must add up to the table's length (CF contiguous ragged array)."
-            )
+    indptr = None if count is None else check_counts(count, len(neighbours), rows)
     problem = row_problem(neighbours, rows, n, indptr=indptr)
     if problem is not None:
         kind, row, value = problem
