@@ -338,11 +338,9 @@ def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stop
         table = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
     else:
         table = _narrow(table, table, drop, width, lo)
-    outside = (_local_numbering(starts, stops)(table) < 0) & (table >= 0)
-    if outside.any():
-        row, slot = np.argwhere(outside)[0]
-        raise _stale(int(table[row, slot]), lo + int(row), lo, lo + table.shape[0], starts)
-    return table.astype(np.int64, copy=False)
+    table = table.astype(np.int64, copy=False)
+    _localize(table, starts, stops, lo)  # every entry inside the declared locality
+    return table
 
 
 def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: int, n: int,
@@ -501,6 +499,38 @@ def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
     return search
 
 
+def _compiled() -> Any:
+    """The compiled kernels when the numba backend is in use, else None."""
+    from ..kernels.engine import numba_available, resolve_backend
+
+    if not (numba_available() and resolve_backend(None) == "numba"):
+        return None
+    from ..kernels import _numba
+
+    return _numba
+
+
+def _localize(ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: int) -> np.ndarray:
+    """Positions of ``ids`` (m, K; -1 padding) of the chunk starting at bin ``lo`` in the
+    concatenation of the sorted chunks [starts, stops) (-1 at padding); a position outside
+    them raises the stale-locality error, naming the bin whose row holds it."""
+    nb = _compiled()
+    if nb is not None:
+        sizes = stops - starts
+        offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        lid = np.empty(ids.shape, dtype=np.int64)
+        bad = int(nb.localize(ids, starts, stops, offset, lid))
+    else:
+        lid = _local_numbering(starts, stops)(ids)
+        wrong = ((lid < 0) & (ids >= 0)).ravel()
+        bad = int(np.argmax(wrong)) if wrong.any() else -1
+    if bad >= 0:
+        row = bad // max(ids.shape[1], 1)
+        raise _stale(int(ids.flat[bad]), lo + row, lo, lo + ids.shape[0], starts)
+    return lid
+
+
 def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, trailing: bool
                  ) -> np.ndarray:
     """Entries ``ids`` (m, K) of the concatenated chunks ``parts``: along their first axis
@@ -510,19 +540,29 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
     stops = np.array([b for _, b in chunks_], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
     starts, stops = starts[order], stops[order]
-    lid = _local_numbering(starts, stops)(ids)
-    bad = (lid < 0) & (ids >= 0)
-    if bad.any():
-        raise _stale(int(ids[bad][0]), None, lo, lo + ids.shape[0], starts)
+    lid = _localize(ids, starts, stops, lo)
+    nb = _compiled()
+    axis = -1 if trailing else 0
+    data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=axis)
+    if nb is not None:
+        if trailing:
+            flat = np.ascontiguousarray(
+                data.reshape(int(np.prod(data.shape[:-1])), data.shape[-1]))
+            out = np.empty((flat.shape[0], *ids.shape))
+            nb.take_values(lid, flat, out)
+            return out.reshape(data.shape[:-1] + ids.shape)
+        out = np.empty(ids.shape + data.shape[1:])
+        row = int(np.prod(data.shape[1:]))
+        nb.take_rows(lid, np.ascontiguousarray(data.reshape(len(data), row)),
+                     out.reshape(*ids.shape, row))
+        return out
     missing = lid < 0  # padding
     safe = np.maximum(lid, 0)
     if trailing:
-        data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=-1)
         out = data.take(safe, axis=-1) if data.shape[-1] else np.full(
             data.shape[:-1] + ids.shape, np.nan)
         out[..., missing] = np.nan
     else:
-        data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=0)
         out = data.take(safe, axis=0) if len(data) else np.full(
             ids.shape + data.shape[1:], np.nan)
         out[missing] = np.nan

@@ -485,11 +485,33 @@ def _monomials(z, d, degree, constant, out):
 
 
 @_inline
+def _three_smallest(v, l1, l2, l3):
+    """The three smallest of ``l1 <= l2 <= l3`` and ``v``, in order."""
+    if v < l3:
+        if v < l2:
+            if v < l1:
+                return v, l1, l2
+            return l1, v, l2
+        return l1, l2, v
+    return l1, l2, l3
+
+
+@_inline
+def _median_bound(m, l1, l2, l3):
+    """A lower bound of the median of ``m`` values from their three smallest: the median
+    (mean of the two middle ones) is at least the third smallest of 5 or more, the second
+    of 3 or 4."""
+    return l3 if m >= 5 else (l2 if m >= 3 else l1)
+
+
+@_inline
 def _long_entries(deg, d, off, use, cutoff, buf):
     """Drop (in ``use``) the entries longer than ``cutoff`` times the median used length,
     compared on squared lengths (see fits.long_edges); returns whether any was dropped."""
     m = 0
-    lo = np.inf
+    l1 = np.inf
+    l2 = np.inf
+    l3 = np.inf
     hi = 0.0
     for e in range(deg):
         if use[e]:
@@ -497,10 +519,10 @@ def _long_entries(deg, d, off, use, cutoff, buf):
             for a in range(d):
                 s += off[e, a] * off[e, a]
             buf[m] = s
-            lo = min(lo, s)
+            l1, l2, l3 = _three_smallest(s, l1, l2, l3)
             hi = max(hi, s)
             m += 1
-    if m == 0 or hi <= cutoff * cutoff * lo:  # the median is >= the shortest: none is long
+    if m == 0 or hi <= cutoff * cutoff * _median_bound(m, l1, l2, l3):  # none is long
         return False
     for a in range(1, m):  # insertion sort in place: rows are short
         v = buf[a]
@@ -935,15 +957,21 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
 
 
 @_inline
-def _direct_linear(deg, d, off, ok, power, cutoff, work):
+def _direct_linear(deg, d, off, ok, power, cutoff, work, yv, y0, fused):
     """The linear fit through the center over the measured entries ``ok`` (long entries
     left out as :func:`_long_entries` does), by the closed form of its normal matrix: the
     inverse into ``work.low``, the weights into ``work.wt`` (0: unused). Offsets are not
     rescaled (the gradient is invariant; the condition number too). Returns cond, or -1
-    where the closed form does not settle."""
+    where the closed form does not settle.
+
+    ``fused``: also sum the right-hand side of the slice ``yv``, ``y0`` in the same pass
+    (into ``work.x``; :func:`direct_apply` then uses it), the sums :func:`direct_apply`
+    would make, in the same order."""
     wt = work.wt
     buf = work.buf
-    lo = np.inf
+    l1 = np.inf  # the three smallest lengths: a lower bound of the median
+    l2 = np.inf
+    l3 = np.inf
     hi = 0.0
     m = 0
     for e in range(deg):
@@ -954,14 +982,14 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work):
             wt[e] = r2
             buf[m] = r2
             m += 1
-            lo = min(lo, r2)
+            l1, l2, l3 = _three_smallest(r2, l1, l2, l3)
             hi = max(hi, r2)
         else:
             wt[e] = 0.0
     if m == 0:
         return -1.0
     lim = np.inf
-    if math.isfinite(cutoff) and hi > cutoff * cutoff * lo:
+    if math.isfinite(cutoff) and hi > cutoff * cutoff * _median_bound(m, l1, l2, l3):
         for a in range(1, m):  # insertion sort in place: rows are short
             v = buf[a]
             b = a - 1
@@ -976,6 +1004,9 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work):
     m11 = 0.0
     m12 = 0.0
     m22 = 0.0
+    b0 = 0.0
+    b1 = 0.0
+    b2 = 0.0
     for e in range(deg):
         r2 = wt[e]
         if not (r2 > 0.0 and r2 <= lim):
@@ -992,6 +1023,16 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work):
         m11 += we * z1 * z1
         m12 += we * z1 * z2
         m22 += we * z2 * z2
+        if fused:
+            c = we * (yv[e] - y0)
+            b0 += c * off[e, 0]
+            if d > 1:
+                b1 += c * off[e, 1]
+            if d > 2:
+                b2 += c * off[e, 2]
+    work.x[0] = b0
+    work.x[1] = b1 if d > 1 else 0.0
+    work.x[2] = b2 if d > 2 else 0.0
     low = work.low
     if d == 1:
         det = m00
@@ -1030,6 +1071,7 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work):
     st[0] = -1.0  # weights indexed by position in the stencil, offsets read from ``off``
     st[1] = 1.0
     st[2] = d
+    st[3] = 1.0 if fused else 0.0  # the slice's right-hand side is in work.x
     return cond
 
 
@@ -1101,7 +1143,7 @@ def direct_prepare(code, deg, d, off, ok, par, work):
     """Factor a bin's fit for :func:`direct_apply`; returns (done, cond). Not done: the
     per-bin map (:func:`bin_map`) handles the bin."""
     if code == 0:  # lsq
-        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work)
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work, work.buf, 0.0, False)
         return cond >= 0.0, cond
     use = work.use
     nused = 0
@@ -1138,10 +1180,10 @@ def direct_apply(deg, d, no, off, yv, y0, out_row, work):
     wt = work.wt
     low = work.low
     if st[0] < 0.0:  # the closed-form linear fit: the inverse is in work.low
-        b0 = 0.0
-        b1 = 0.0
-        b2 = 0.0
-        for e in range(deg):
+        b0 = x[0]
+        b1 = x[1]
+        b2 = x[2]
+        for e in range(deg if st[3] == 0.0 else 0):  # (fused: summed by _direct_linear)
             we = wt[e]
             if we == 0.0:
                 continue
@@ -1383,12 +1425,13 @@ def drive_table(
 
 
 @_jit
-def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
+def lsq_single(values, centers, table, indptr, par, na, out, flags, conds, dim_tag):
     """:func:`drive_table` for ``lsq``'s gradient of one slice over the table's rows, with
     the loops that serve several slices, uncertainties and other stencils left out: the
-    same direct fit (or per-bin map) on the same offsets, so the same numbers."""
+    same direct fit (or per-bin map) on the same offsets, so the same numbers. ``dim_tag``
+    (see :func:`grad1_table`) makes the dimension a compile-time constant."""
     n = centers.shape[0]
-    d = centers.shape[1]
+    d = dim_tag.ndim
     rowmax = _widest_row(table, indptr, n)
     cap = max(rowmax, 1)
     ids = np.empty(cap, dtype=np.int64)
@@ -1421,7 +1464,8 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
             oke = not math.isnan(y)
             ok[e] = oke
             yv[e] = y if oke else 0.0
-        direct, cond = direct_prepare(0, deg, d, off, ok, par, work)
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work, yv, y0, True)
+        direct = cond >= 0.0
         if direct:
             direct_apply(deg, d, d, off, yv, y0, out[0, i], work)
             flags[0, i] = 0
@@ -1998,6 +2042,7 @@ def row_problem(table, indptr, rows, n_bins):
     block's offsets)."""
     padded = table.ndim == 2
     m = rows.shape[0]
+    vals = np.empty(table.shape[1] if padded else 16, dtype=np.int64)
     for i in range(m):
         if padded:
             lo = 0
@@ -2005,33 +2050,33 @@ def row_problem(table, indptr, rows, n_bins):
         else:
             lo = indptr[i] - indptr[0]
             hi = indptr[i + 1] - indptr[0]
+            if hi - lo > vals.shape[0]:
+                vals = np.empty(2 * (hi - lo), dtype=np.int64)
+        # one pass: the range check, and the present entries in table order
+        k = 0
         for e in range(lo, hi):
             j = table[i, e] if padded else table[e]
             if (j < -1 if padded else j < 0) or j >= n_bins:
                 return 1, i, j
-        for e in range(lo, hi):
-            j = table[i, e] if padded else table[e]
-            if j == rows[i]:
-                return 2, i, j
-        width = hi - lo
-        if width <= 32:
-            for e in range(lo, hi):
-                j = table[i, e] if padded else table[e]
-                if j < 0:
-                    continue
-                for f in range(lo, e):
-                    if (table[i, f] if padded else table[f]) == j:
+            if j >= 0:
+                vals[k] = j
+                k += 1
+        for e in range(k):
+            if vals[e] == rows[i]:
+                return 2, i, vals[e]
+        if k <= 32:
+            for e in range(1, k):
+                j = vals[e]
+                for f in range(e):
+                    if vals[f] == j:
                         return 3, i, j
         else:
-            vals = np.empty(width, dtype=np.int64)
-            for e in range(lo, hi):
-                vals[e - lo] = table[i, e] if padded else table[e]
-            order = np.argsort(vals, kind="mergesort")
+            order = np.argsort(vals[:k], kind="mergesort")
             first = -1
-            best = width
-            for q in range(1, width):
+            best = k
+            for q in range(1, k):
                 a = vals[order[q]]
-                if a >= 0 and a == vals[order[q - 1]]:
+                if a == vals[order[q - 1]]:
                     # the later of the two in table order is where the repeat shows
                     pos = max(order[q], order[q - 1])
                     if pos < best:
@@ -2040,3 +2085,69 @@ def row_problem(table, indptr, rows, n_bins):
             if first >= 0:
                 return 3, i, first
     return 0, -1, 0
+
+
+# =========================================================================== halo gather
+
+
+@_jit
+def localize(ids, starts, stops, offset, out):
+    """Positions of global ``ids`` (m, K) in the concatenation of the sorted chunks
+    [``starts``, ``stops``) (``offset`` their first local positions) into ``out``; -1 at
+    padding (ids < 0). Returns the flat position of the first id outside every chunk, or
+    -1. Consecutive ids mostly fall in one chunk: it is tried first, then a search."""
+    m, k = ids.shape
+    nc = starts.shape[0]
+    c = 0
+    for i in range(m):
+        for r in range(k):
+            g = ids[i, r]
+            if g < 0:
+                out[i, r] = -1
+                continue
+            if nc == 0:
+                return i * k + r
+            if not (starts[c] <= g < stops[c]):
+                lo = 0
+                hi = nc
+                while lo < hi:  # the last chunk starting at or before g
+                    mid = (lo + hi) // 2
+                    if starts[mid] <= g:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo == 0 or g >= stops[lo - 1]:
+                    return i * k + r
+                c = lo - 1
+            out[i, r] = g - starts[c] + offset[c]
+    return -1
+
+
+@_jit
+def take_rows(lid, data, out):
+    """``out[i, r] = data[lid[i, r]]`` (``data`` (L, d), ``out`` (m, K, d)), NaN at -1."""
+    m, k = lid.shape
+    d = data.shape[1]
+    for i in range(m):
+        for r in range(k):
+            j = lid[i, r]
+            if j < 0:
+                for a in range(d):
+                    out[i, r, a] = np.nan
+            else:
+                for a in range(d):
+                    out[i, r, a] = data[j, a]
+    return out
+
+
+@_jit
+def take_values(lid, data, out):
+    """``out[b, i, r] = data[b, lid[i, r]]`` (``data`` (B, L), ``out`` (B, m, K)), NaN at
+    -1."""
+    m, k = lid.shape
+    for b in range(data.shape[0]):
+        for i in range(m):
+            for r in range(k):
+                j = lid[i, r]
+                out[b, i, r] = np.nan if j < 0 else data[b, j]
+    return out

@@ -97,7 +97,8 @@ class _Generic:
         ring1 = rings == 1 and widen <= 1 and radius <= 0
         if (self.name == "lsq" and ring1 and values.shape[0] == 1 and job.sigma is None
                 and np.array_equal(comb, np.eye(centers.shape[1]))):
-            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds)
+            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds,
+                              np.empty((0,) * centers.shape[1]))
             return out, flags
         if ring1:  # the table's own rows
             kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
