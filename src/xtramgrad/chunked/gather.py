@@ -203,14 +203,29 @@ def apart_rows(sizes: np.ndarray) -> np.ndarray:
     sizes = np.asarray(sizes)
     if sizes.size == 0:
         return np.zeros(0, dtype=np.int64)
-    usual = float(np.quantile(sizes, APART_QUANTILE, method="higher"))
-    usual = min(usual, max(HUB_DEGREE, HUB_FACTOR * float(np.median(sizes))))
+    quantile, median = _quantile_median(sizes, APART_QUANTILE)
+    usual = min(quantile, max(HUB_DEGREE, HUB_FACTOR * median))
     if sizes.max() <= APART_RATIO * usual:
         return np.zeros(0, dtype=np.int64)
     rows = np.flatnonzero(sizes > usual).astype(np.int64)
     if sizes[rows].sum() > APART_ENTRIES:
         return np.zeros(0, dtype=np.int64)
     return rows
+
+
+def _quantile_median(sizes: np.ndarray, q: float) -> tuple[float, float]:
+    """``np.quantile(sizes, q, method="higher")`` and ``np.median(sizes)`` of non-negative
+    integer sizes, from their counts (no sort of the sizes)."""
+    top = int(sizes.max())
+    if top > 64 * sizes.size or sizes.min() < 0:  # sparse values: sort
+        return (float(np.quantile(sizes, q, method="higher")), float(np.median(sizes)))
+    cum = np.cumsum(np.bincount(sizes, minlength=top + 1))
+
+    def at(k: int) -> float:  # the k-th smallest (0-based)
+        return float(np.searchsorted(cum, k, side="right"))
+
+    m = sizes.size
+    return at(int(np.ceil(q * (m - 1)))), 0.5 * (at((m - 1) // 2) + at(m // 2))
 
 
 def _stencil_sizes_known(topo: Any, spec: StencilSpec, indptr_full: np.ndarray | None
@@ -220,7 +235,12 @@ def _stencil_sizes_known(topo: Any, spec: StencilSpec, indptr_full: np.ndarray |
         if indptr_full is not None:
             return np.diff(indptr_full)
         data = literal(topo.neighbours.data)
-        return None if data is None else (np.asarray(data) >= 0).sum(axis=1)
+        if data is None:
+            return None
+        nb = _compiled()
+        if nb is not None:
+            return nb.row_counts(np.ascontiguousarray(data, dtype=np.int64))
+        return (np.asarray(data) >= 0).sum(axis=1)
     csr = _table_csr_literal(topo)
     if csr is None or isinstance(spec, Radius):  # radius: sized by the tasks, in parallel
         return None

@@ -141,6 +141,9 @@ def chunk_dependencies(table: Any, chunks: Sequence[int], skip: np.ndarray | Non
     b = bounds(chunks)
     nc = len(chunks)
     n = int(b[-1])
+    fast = _compiled_reach(table, b, skip)
+    if fast is not None:
+        return fast
     chunk_of = np.repeat(np.arange(nc, dtype=np.int32 if nc < 2**31 else np.int64),
                          np.asarray(chunks, dtype=np.int64))
     csr = isinstance(table, tuple)
@@ -174,6 +177,30 @@ def chunk_dependencies(table: Any, chunks: Sequence[int], skip: np.ndarray | Non
         hit[c] = False
         deps.append(tuple(np.flatnonzero(hit).tolist()))
     return deps
+
+
+def _compiled_reach(table: Any, b: np.ndarray, skip: np.ndarray | None
+                    ) -> list[tuple[int, ...]] | None:
+    """:func:`chunk_dependencies` by one compiled pass (None without numba)."""
+    from ..kernels.engine import numba_available, resolve_backend
+
+    if not (numba_available() and resolve_backend(None) == "numba"):
+        return None
+    from ..kernels import _numba
+
+    n = int(b[-1])
+    if isinstance(table, tuple):
+        indptr, entries = (np.ascontiguousarray(t, dtype=np.int64) for t in table)
+    else:
+        entries = np.asarray(table)
+        entries = np.ascontiguousarray(entries.reshape(len(entries), -1), dtype=np.int64)
+        indptr = np.zeros(0, dtype=np.int64)
+    mask = np.zeros(0, dtype=np.bool_)
+    if skip is not None and len(skip):
+        mask = np.zeros(n, dtype=np.bool_)
+        mask[np.asarray(skip, dtype=np.int64)] = True
+    ptr, reach = _numba.chunk_reach(entries, indptr, b, mask)
+    return [tuple(reach[ptr[c] : ptr[c + 1]].tolist()) for c in range(len(b) - 1)]
 
 
 def _band_dependencies(halo: int, chunks: Sequence[int]) -> list[tuple[int, ...]]:
@@ -381,9 +408,18 @@ def radius_dependencies(
 
 
 def _block_refs(table: np.ndarray, block: int, n: int) -> np.ndarray:
-    t = np.asarray(table)
-    t = t[(t >= 0) & (t < n)]
-    return np.unique(t // block).astype(np.int64)
+    """The blocks of ``block`` bins that the entries of ``table`` point into (sorted); entries
+    outside 0..n-1 (padding, or invalid: the value checks report those) are ignored. One
+    counting pass, no sort."""
+    t = np.asarray(table).reshape(-1)
+    nb = -(-n // block)
+    if t.size == 0 or nb == 0:
+        return np.zeros(0, dtype=np.int64)
+    if t.min() < -1 or t.max() >= n:
+        t = t[(t >= -1) & (t < n)]
+    # -1 (padding) counts in bucket 0, block b in bucket b + 1
+    hit = np.bincount((t + block) // block, minlength=nb + 1)[1:]
+    return np.flatnonzero(hit).astype(np.int64)
 
 
 def _compute_plan(topo: Any, block: int) -> dict[str, Any]:

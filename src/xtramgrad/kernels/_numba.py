@@ -90,11 +90,24 @@ def _row_csr(table, indptr, i, nbr, slot):
     return hi - lo
 
 
+def _row_gathered(table, indptr, i, nbr, slot):
+    k = table.shape[1]
+    c = 0
+    for r in range(k):
+        if not math.isnan(table[i, r, 0]):
+            nbr[c] = i * k + r
+            slot[c] = r
+            c += 1
+    return c
+
+
 def row(table, indptr, i, nbr, slot):
     """Present neighbours of bin ``i`` of a padded (n, k) or CSR (``indptr``, entries)
     table: fills ``nbr`` (positions) and ``slot`` (where each sits in the table, for
     labels); returns their count. Compiled code gets the layout's version by the overload
-    below, resolved at compile time.
+    below, resolved at compile time. A gathered stencil table (its entries' centers
+    (n, k, d), NaN at padding: see :func:`grad1_cone_single`) gives the positions
+    ``i * k + slot`` of its present entries in the flattened gathered arrays.
 
     Examples
     --------
@@ -102,12 +115,16 @@ def row(table, indptr, i, nbr, slot):
     >>> row(np.array([[1, -1], [0, 2], [1, -1]]), None, 1, nbr, slot), nbr.tolist()
     (2, [0, 2])
     """
-    return (_row_padded if table.ndim == 2 else _row_csr)(table, indptr, i, nbr, slot)
+    return _row_layout(table.ndim)(table, indptr, i, nbr, slot)
+
+
+def _row_layout(ndim):
+    return {1: _row_csr, 2: _row_padded, 3: _row_gathered}[ndim]
 
 
 @overload(row, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
 def _row_overload(table, indptr, i, nbr, slot):
-    return _row_padded if table.ndim == 2 else _row_csr
+    return _row_layout(table.ndim)
 
 
 def _label_padded(labels, i, s):
@@ -165,7 +182,7 @@ def padded_to_csr(table):
 def _widest_row(table, indptr, n):
     """The widest row: a padded table's width, or the longest CSR row (at least 1).
     (Compiled apart, not inlined: numba prunes the layout branch on its own arguments.)"""
-    k = table.shape[1] if table.ndim == 2 else 1
+    k = table.shape[1] if table.ndim >= 2 else 1
     if table.ndim == 1:
         for b in range(n):
             k = max(k, indptr[b + 1] - indptr[b])
@@ -1912,14 +1929,20 @@ def grad1_gathered(
 
 @_jit
 def grad1_cone_single(
-    values, centers, table, indptr, thr, band, tie_u, tie_code, na, out, flags, redo, miss,
-    nmiss, dim_tag,
+    values, centers, src_values, src_centers, table, indptr, thr, band, tie_u, tie_code, na,
+    out, flags, redo, miss, nmiss, dim_tag,
 ):
     """:func:`grad1_table` for one slice and the cone rule, fused into two passes per bin.
 
     The first pass reads each neighbour once (position, center, value), decides its sides
     and accumulates the per-axis counts and offset sums; the second applies the weights.
     Same arithmetic, in the same order, as :func:`grad1_table`.
+
+    Bin ``i``'s own center and value are ``centers[i]`` and ``values[0, i]``, its
+    neighbours' ``src_centers[j]`` and ``src_values[0, j]`` for the positions ``j`` of its
+    row of ``table``: the same arrays for a table, or for gathered stencils (the chunked
+    path) the flattened gathered arrays, with the gathered centers (n, K, d) as the table
+    (:func:`row`).
     """
     d = dim_tag.ndim
     n = centers.shape[0]
@@ -1956,7 +1979,7 @@ def grad1_cone_single(
         tie_missing = False
         for e in range(deg):
             j = nbr[e]
-            y = values[0, j]
+            y = src_values[0, j]
             oke = not math.isnan(y)
             yv[e] = y if oke else 0.0
             defined |= oke
@@ -1965,12 +1988,12 @@ def grad1_cone_single(
             # measured 2x slower at 2*10^4 bins. Change both places together.
             s2 = 0.0
             for a in range(d):
-                o = centers[j, a] - own[a]
+                o = src_centers[j, a] - own[a]
                 s2 += o * o
             lim = 4.0 * band * s2
             near = False
             for a in range(d):
-                o = centers[j, a] - own[a]
+                o = src_centers[j, a] - own[a]
                 gap = o * o - thr2 * s2
                 sd = np.int8(gap > 0) * (np.int8(o > 0) - np.int8(o < 0))
                 side[e, a] = sd
@@ -1978,7 +2001,7 @@ def grad1_cone_single(
             if near:
                 norm = math.sqrt(s2)
                 for a in range(d):
-                    u = (centers[j, a] - own[a]) / norm
+                    u = (src_centers[j, a] - own[a]) / norm
                     code = 0
                     if u > thr:
                         code = 1
@@ -1995,7 +2018,7 @@ def grad1_cone_single(
                     side[e, a] = code
             okf = 1.0 if oke else 0.0
             for a in range(d):
-                o = centers[j, a] - own[a]
+                o = src_centers[j, a] - own[a]
                 sd = side[e, a]
                 # arithmetic selects (1.0 or 0.0): adding o * 0.0 leaves the sums exact
                 fb = okf * (sd < 0)
@@ -2150,4 +2173,69 @@ def take_values(lid, data, out):
             for r in range(k):
                 j = lid[i, r]
                 out[b, i, r] = np.nan if j < 0 else data[b, j]
+    return out
+
+
+@_jit
+def chunk_reach(table, indptr, b, skip):
+    """For each chunk [b[c], b[c+1]) of rows of a padded (``indptr`` empty) or CSR table,
+    the other chunks its entries point into, as CSR ``(ptr, chunks)`` (sorted within a
+    chunk); rows with ``skip[row]`` (when ``skip`` is not empty) are left out, and entries
+    outside 0..n-1 ignored. One pass, the entry's chunk tried as the previous entry's first."""
+    nc = b.shape[0] - 1
+    n = b[nc]
+    hit = np.zeros(nc, dtype=np.bool_)
+    touched = np.empty(nc, dtype=np.int64)
+    ptr = np.zeros(nc + 1, dtype=np.int64)
+    out = np.empty(max(16, 4 * nc), dtype=np.int64)
+    nbr = np.empty(_widest_row(table, indptr, n), dtype=np.int64)
+    slot = np.empty(nbr.shape[0], dtype=np.int64)
+    has_skip = skip.shape[0] > 0
+    s = 0
+    for c in range(nc):
+        nt = 0
+        for i in range(b[c], b[c + 1]):
+            if has_skip and skip[i]:
+                continue
+            deg = row(table, indptr, i, nbr, slot)
+            for e in range(deg):
+                j = nbr[e]
+                if j < 0 or j >= n:
+                    continue
+                if not (b[s] <= j < b[s + 1]):
+                    lo = 0
+                    hi = nc
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if b[mid] <= j:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    s = lo - 1
+                if s != c and not hit[s]:
+                    hit[s] = True
+                    touched[nt] = s
+                    nt += 1
+        touched[:nt].sort()
+        if ptr[c] + nt > out.shape[0]:
+            bigger = np.empty(2 * (ptr[c] + nt), dtype=np.int64)
+            bigger[: ptr[c]] = out[: ptr[c]]
+            out = bigger
+        for t in range(nt):
+            out[ptr[c] + t] = touched[t]
+            hit[touched[t]] = False
+        ptr[c + 1] = ptr[c] + nt
+    return ptr, out[: ptr[nc]]
+
+
+@_jit
+def row_counts(table):
+    """Present entries (>= 0) of each row of a padded table."""
+    n, k = table.shape
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        c = 0
+        for r in range(k):
+            c += table[i, r] >= 0
+        out[i] = c
     return out
