@@ -351,7 +351,7 @@ def _stencil_capped(
 # =========================================================================== least squares
 
 
-@_jit
+@_inline
 def _cholesky(mat, low, p, min_ratio):
     """Cholesky factor of ``mat[:p, :p]`` into ``low``. False unless positive definite with
     every squared pivot at least ``min_ratio`` times the largest (well conditioned)."""
@@ -639,10 +639,10 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
 # per-driver scratch of the least-squares maps: phi (K+1, p), wt (K+1,), idx (K+1,), z (d,),
 # pinv (Q, K+2), normal (p, p), low (p, p), x (p,), use (K,), buf (K+1,), use2 (K,),
 # qcols (16,) int, qpow (16,), fpar (4,), need (1,): how many leading quantities the caller
-# uses (the others are not computed), state (4,): the direct fits' (m, scale, p, free);
-# nothing is allocated per bin
+# uses (the others are not computed), state (4,): the direct fits' (m, scale, p, free),
+# wphi (p, K+1): weighted design columns; nothing is allocated per bin
 _WorkT = namedtuple(
-    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar need state"
+    "_WorkT", "phi wt idx z pinv normal low x use buf use2 qcols qpow fpar need state wphi"
 )
 
 
@@ -654,8 +654,20 @@ def _make_work(k, d, q):
         np.empty((q, k + 2)), np.empty((p, p)), np.zeros((p, p)), np.empty(p),
         np.empty(k, dtype=np.bool_), np.empty(k + 1), np.empty(k, dtype=np.bool_),
         np.empty(16, dtype=np.int64), np.empty(16), np.empty(4),
-        np.full(1, 1 << 30, dtype=np.int64), np.empty(4),
+        np.full(1, 1 << 30, dtype=np.int64), np.empty(4), np.empty((p, k + 1)),
     )
+
+
+# the direct fits' scratch: the arrays of the work tuple they use, in a tuple of their own
+# built once per driver (passing the whole work tuple into the inlined direct functions
+# measured 1.5x slower on lsq)
+_DirectT = namedtuple("_DirectT", "wt buf low state x phi idx z normal wphi use")
+
+
+@_inline
+def _direct_work(work):
+    return _DirectT(work.wt, work.buf, work.low, work.state, work.x, work.phi, work.idx,
+                    work.z, work.normal, work.wphi, work.use)
 
 
 @_inline
@@ -974,18 +986,18 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
 
 
 @_inline
-def _direct_linear(deg, d, off, ok, power, cutoff, work, yv, y0, fused):
+def _direct_linear(deg, d, off, ok, power, cutoff, dw, yv, y0, fused):
     """The linear fit through the center over the measured entries ``ok`` (long entries
     left out as :func:`_long_entries` does), by the closed form of its normal matrix: the
-    inverse into ``work.low``, the weights into ``work.wt`` (0: unused). Offsets are not
+    inverse into ``dw.low``, the weights into ``dw.wt`` (0: unused). Offsets are not
     rescaled (the gradient is invariant; the condition number too). Returns cond, or -1
     where the closed form does not settle.
 
     ``fused``: also sum the right-hand side of the slice ``yv``, ``y0`` in the same pass
-    (into ``work.x``; :func:`direct_apply` then uses it), the sums :func:`direct_apply`
+    (into ``dw.x``; :func:`direct_apply` then uses it), the sums :func:`direct_apply`
     would make, in the same order."""
-    wt = work.wt
-    buf = work.buf
+    wt = dw.wt
+    buf = dw.buf
     l1 = np.inf  # the three smallest lengths: a lower bound of the median
     l2 = np.inf
     l3 = np.inf
@@ -1047,10 +1059,10 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work, yv, y0, fused):
                 b1 += c * off[e, 1]
             if d > 2:
                 b2 += c * off[e, 2]
-    work.x[0] = b0
-    work.x[1] = b1 if d > 1 else 0.0
-    work.x[2] = b2 if d > 2 else 0.0
-    low = work.low
+    dw.x[0] = b0
+    dw.x[1] = b1 if d > 1 else 0.0
+    dw.x[2] = b2 if d > 2 else 0.0
+    low = dw.low
     if d == 1:
         det = m00
         low[0, 0] = 1.0 / m00
@@ -1084,17 +1096,35 @@ def _direct_linear(deg, d, off, ok, power, cutoff, work, yv, y0, fused):
     cond = math.sqrt(fro * ifro)
     if not (det > 0.0 and cond < LINEAR_COND_MAX):
         return -1.0
-    st = work.state
+    st = dw.state
     st[0] = -1.0  # weights indexed by position in the stencil, offsets read from ``off``
     st[1] = 1.0
     st[2] = d
-    st[3] = 1.0 if fused else 0.0  # the slice's right-hand side is in work.x
+    st[3] = 1.0 if fused else 0.0  # the slice's right-hand side is in dw.x
     return cond
 
 
 @_inline
-def _direct_cholesky(deg, d, off, use, power, degree, free, scale, work):
-    """Cholesky factor (into ``work.low``) of the weighted fit of ``degree`` over ``use``,
+def _weighted_gram(phi, wt, m, p, scratch, nrm):
+    """``nrm[:p, :p] = sum_r wt[r] phi[r, a] phi[r, b]``, each entry summed over r in order
+    with ``(phi[r, a] * wt[r]) * phi[r, b]`` (the rounding of the row-by-row update),
+    in a register rather than through memory; ``scratch`` (>= p, >= m) holds the weighted
+    column."""
+    for a in range(p):
+        for r in range(m):
+            scratch[a, r] = phi[r, a] * wt[r]
+    for a in range(p):
+        for b in range(a, p):
+            acc = 0.0
+            for r in range(m):
+                acc += scratch[a, r] * phi[r, b]
+            nrm[a, b] = acc
+            nrm[b, a] = acc
+
+
+@_inline
+def _direct_cholesky(deg, d, off, use, power, degree, free, scale, dw):
+    """Cholesky factor (into ``dw.low``) of the weighted fit of ``degree`` over ``use``,
     through the center (``free`` False: ``power`` weights |z|^-power, offsets scaled by their
     RMS) or with a free center (Gaussian weights of bandwidth ``scale``). Returns cond, or
     -1 where the factor is not well conditioned (the per-bin map decides then)."""
@@ -1102,10 +1132,10 @@ def _direct_cholesky(deg, d, off, use, power, degree, free, scale, work):
     p = (1 if free else 0) + d + (nh if degree >= 2 else 0)
     h = scale if free else _rms(deg, d, off, use)
     ih = 1.0 / h
-    phi = work.phi
-    wt = work.wt
-    idx = work.idx
-    z = work.z
+    phi = dw.phi
+    wt = dw.wt
+    idx = dw.idx
+    z = dw.z
     m = 0
     for e in range(deg):
         if not use[e]:
@@ -1124,30 +1154,19 @@ def _direct_cholesky(deg, d, off, use, power, degree, free, scale, work):
         wt[m] = we
         idx[m] = e
         m += 1
-    nrm = work.normal
-    for a in range(p):
-        for b in range(a, p):
-            nrm[a, b] = 0.0
-    for r in range(m):
-        we = wt[r]
-        for a in range(p):
-            pa = phi[r, a] * we
-            for b in range(a, p):
-                nrm[a, b] += pa * phi[r, b]
-    for a in range(p):
-        for b in range(a + 1, p):
-            nrm[b, a] = nrm[a, b]
+    nrm = dw.normal
+    _weighted_gram(phi, wt, m, p, dw.wphi, nrm)
     if free:
         nrm[0, 0] += 1.0
-    if not _cholesky(nrm, work.low, p, CHOL_RATIO):
+    if not _cholesky(nrm, dw.low, p, CHOL_RATIO):
         return -1.0
     big = 0.0
     small = np.inf
     for c in range(p):
-        v = work.low[c, c] * work.low[c, c]
+        v = dw.low[c, c] * dw.low[c, c]
         big = max(big, v)
         small = min(small, v)
-    st = work.state
+    st = dw.state
     st[0] = m
     st[1] = h
     st[2] = p
@@ -1156,13 +1175,13 @@ def _direct_cholesky(deg, d, off, use, power, degree, free, scale, work):
 
 
 @_inline
-def direct_prepare(code, deg, d, off, ok, par, work):
+def direct_prepare(code, deg, d, off, ok, par, dw):
     """Factor a bin's fit for :func:`direct_apply`; returns (done, cond). Not done: the
     per-bin map (:func:`bin_map`) handles the bin."""
     if code == 0:  # lsq
-        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work, work.buf, 0.0, False)
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], dw, dw.buf, 0.0, False)
         return cond >= 0.0, cond
-    use = work.use
+    use = dw.use
     nused = 0
     for e in range(deg):
         use[e] = ok[e]
@@ -1171,32 +1190,32 @@ def direct_prepare(code, deg, d, off, ok, par, work):
         return False, np.nan
     if code == 1:  # lsq2: the quadratic settled with redundancy, else its fallback
         if math.isfinite(par[1]):
-            _long_entries(deg, d, off, use, par[1], work.buf)
+            _long_entries(deg, d, off, use, par[1], dw.buf)
         count = 0
         for e in range(deg):
             count += use[e]
         if count <= d + d * (d + 1) // 2:
             return False, np.nan
-        cond = _direct_cholesky(deg, d, off, use, par[0], 2, False, 1.0, work)
+        cond = _direct_cholesky(deg, d, off, use, par[0], 2, False, 1.0, dw)
         return cond >= 0.0, cond
     degree = int(par[1])  # local
     if degree == 2 and nused + 1 <= 1 + d + d * (d + 1) // 2:
         return False, np.nan
-    cond = _direct_cholesky(deg, d, off, use, 0.0, degree, True, par[0], work)
+    cond = _direct_cholesky(deg, d, off, use, 0.0, degree, True, par[0], dw)
     return cond >= 0.0, cond
 
 
 @_inline
-def direct_apply(deg, d, no, off, yv, y0, out_row, work):
+def direct_apply(deg, d, no, off, yv, y0, out_row, dw):
     """The gradient (``no`` <= d leading components) of one slice from the factor that
-    :func:`direct_prepare` left in ``work``; ``yv`` the stencil's values (``deg``)."""
-    st = work.state
+    :func:`direct_prepare` left in ``dw``; ``yv`` the stencil's values (``deg``)."""
+    st = dw.state
     h = st[1]
-    x = work.x
-    phi = work.phi
-    wt = work.wt
-    low = work.low
-    if st[0] < 0.0:  # the closed-form linear fit: the inverse is in work.low
+    x = dw.x
+    phi = dw.phi
+    wt = dw.wt
+    low = dw.low
+    if st[0] < 0.0:  # the closed-form linear fit: the inverse is in dw.low
         b0 = x[0]
         b1 = x[1]
         b2 = x[2]
@@ -1221,13 +1240,15 @@ def direct_apply(deg, d, no, off, yv, y0, out_row, work):
     m = int(st[0])
     p = int(st[2])
     lead = int(st[3])  # the free center's constant comes first
-    idx = work.idx
-    for a in range(p):
-        x[a] = 0.0
+    idx = dw.idx
+    c = dw.buf
     for r in range(m):
-        c = wt[r] * (yv[idx[r]] - y0)
-        for a in range(p):
-            x[a] += c * phi[r, a]
+        c[r] = wt[r] * (yv[idx[r]] - y0)
+    for a in range(p):  # each sum over r in order, in a register
+        acc = 0.0
+        for r in range(m):
+            acc += c[r] * phi[r, a]
+        x[a] = acc
     for r in range(p):  # forward, then back substitution
         v = x[r]
         for q in range(r):
@@ -1372,6 +1393,7 @@ def drive_table(
     work = _make_work(cap, d, nq)
     need = _needed(comb)
     work.need[0] = need
+    dw = _direct_work(work)
     direct_ok = lead and mode == MODE_VALUES and no <= d
     direct = False
     ring1 = rings == 1 and widen_to <= 1 and radius <= 0
@@ -1394,6 +1416,7 @@ def drive_table(
                 wo = np.empty((cap, no))
                 work = _make_work(cap, d, nq)
                 work.need[0] = need
+                dw = _direct_work(work)
         for e in range(deg):
             j = ids[e]
             for a in range(d):
@@ -1424,14 +1447,14 @@ def drive_table(
                     prev_ok[e] = ok[e]
                 direct = False
                 if direct_ok:
-                    direct, cond = direct_prepare(code, deg, d, off, ok, par, work)
+                    direct, cond = direct_prepare(code, deg, d, off, ok, par, dw)
                 if direct:
                     flag = 0
                 else:
                     flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
             if direct:
-                direct_apply(deg, d, no, off, yv, y0, out[s, i], work)
+                direct_apply(deg, d, no, off, yv, y0, out[s, i], dw)
             else:
                 s0 = sigma[s, i] if mode == MODE_STD else 0.0
                 _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
@@ -1464,6 +1487,7 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds, dim_t
     comb = np.eye(d)
     work = _make_work(cap, d, d)
     work.need[0] = d
+    dw = _direct_work(work)
     for i in range(n):
         y0 = values[0, i]
         if math.isnan(y0):
@@ -1481,10 +1505,10 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds, dim_t
             oke = not math.isnan(y)
             ok[e] = oke
             yv[e] = y if oke else 0.0
-        cond = _direct_linear(deg, d, off, ok, par[0], par[1], work, yv, y0, True)
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], dw, yv, y0, True)
         direct = cond >= 0.0
         if direct:
-            direct_apply(deg, d, d, off, yv, y0, out[0, i], work)
+            direct_apply(deg, d, d, off, yv, y0, out[0, i], dw)
             flags[0, i] = 0
         else:
             flag, cond = bin_map(0, deg, d, off, ok, ring, par, w, c0, work)
@@ -1521,6 +1545,7 @@ def drive_gathered(
     c0o = np.empty(no)
     work = _make_work(kk, d, nq)
     work.need[0] = _needed(comb)
+    dw = _direct_work(work)
     direct_ok = lead and mode == MODE_VALUES and no <= d
     direct = False
     for i in range(n):
@@ -1559,14 +1584,14 @@ def drive_gathered(
                     prev_ok[e] = ok[e]
                 direct = False
                 if direct_ok:
-                    direct, cond = direct_prepare(code, deg, d, off, ok, par, work)
+                    direct, cond = direct_prepare(code, deg, d, off, ok, par, dw)
                 if direct:
                     flag = 0
                 else:
                     flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
                 have = True
             if direct:
-                direct_apply(deg, d, no, off, yv, y0, out[s, i], work)
+                direct_apply(deg, d, no, off, yv, y0, out[s, i], dw)
             else:
                 s0 = sigma[s, i] if mode == MODE_STD else 0.0
                 _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
