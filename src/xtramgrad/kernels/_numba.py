@@ -127,6 +127,26 @@ def _row_overload(table, indptr, i, nbr, slot):
     return _row_layout(table.ndim)
 
 
+def _span_copied(table, indptr, i, nbr, slot):
+    return nbr, 0, row(table, indptr, i, nbr, slot)
+
+
+def _span_csr(table, indptr, i, nbr, slot):
+    return table, indptr[i], indptr[i + 1]
+
+
+def row_span(table, indptr, i, nbr, slot):
+    """Bin ``i``'s row as ``(entries, lo, hi)``: its present neighbours are
+    ``entries[lo:hi]``. A CSR row is read in place; a padded row is copied into ``nbr``
+    first (:func:`row`). For walks, which read many rows per bin."""
+    return (_span_csr if table.ndim == 1 else _span_copied)(table, indptr, i, nbr, slot)
+
+
+@overload(row_span, jit_options={"cache": True})  # type: ignore[typeddict-unknown-key]
+def _row_span_overload(table, indptr, i, nbr, slot):
+    return _span_csr if table.ndim == 1 else _span_copied
+
+
 def _label_padded(labels, i, s):
     return labels[i, s]
 
@@ -306,19 +326,22 @@ def _stencil_capped(
     cap = ids.shape[0]
     r2 = radius * radius
     depth = rings if radius <= 0 else 1 << 30
-    deg = row(table, indptr, i, nbr, slot)
-    for e in range(deg):
-        j = nbr[e]
-        if mark[j] == i:
-            continue
+    walk_radius = radius > 0
+    src, lo, hi = row_span(table, indptr, i, nbr, slot)
+    for e in range(lo, hi):
+        # branch-free: the entry is written at ``size`` and kept by advancing ``size`` (the
+        # tests are unpredictable on irregular meshes); a full buffer reports -1 even when
+        # the entry is not kept (the caller then only grows it once more)
+        j = src[e]
+        keep = mark[j] != i
         mark[j] = i
-        if radius > 0 and _dist2(centers, i, j) > r2:
-            continue
+        if walk_radius:
+            keep &= _dist2(centers, i, j) <= r2
         if size == cap:
             return -1
         ids[size] = j
         ring_of[size] = 1
-        size += 1
+        size += keep
     ring = 1
     front_lo = 0
     front_hi = size
@@ -330,19 +353,18 @@ def _stencil_capped(
         ring += 1
         for f in range(front_lo, front_hi):
             b = ids[f]
-            deg = row(table, indptr, b, nbr, slot)
-            for e in range(deg):
-                j = nbr[e]
-                if mark[j] == i:
-                    continue
+            src, lo, hi = row_span(table, indptr, b, nbr, slot)
+            for e in range(lo, hi):
+                j = src[e]
+                keep = mark[j] != i
                 mark[j] = i
-                if radius > 0 and _dist2(centers, i, j) > r2:
-                    continue
+                if walk_radius:
+                    keep &= _dist2(centers, i, j) <= r2
                 if size == cap:
                     return -1
                 ids[size] = j
                 ring_of[size] = ring
-                size += 1
+                size += keep
         front_lo = front_hi
         front_hi = size
     return size
@@ -1360,17 +1382,28 @@ def _apply(deg, nq, no, comb, w, c0, yv, y0, sig, s0, mode, na, defined, out_row
             out_row[o] = math.sqrt(acc + c0o[o] * c0o[o] * s0 * s0)
 
 
+def dim_tag(d):
+    """The ``dim_tag`` argument of :func:`drive_table` and :func:`drive_gathered`: 2D maps
+    (the common case) get a specialisation with the dimension a compile-time constant (the
+    loops over the axes unrolled: lsq2 1.2x faster), other dimensions share one compiled
+    for any (each specialisation of these large drivers takes ~40 s to compile)."""
+    return np.empty((0, 0)) if d == 2 else np.empty(0)
+
+
 @_jit
 def drive_table(
     code, values, sigma, centers, table, indptr, rings, widen_to, min_points, radius, kmax,
-    par, nq, comb, mode, na, out, flags, conds,
+    par, nq, comb, mode, na, out, flags, conds, dim_tag,
 ):
     """Every bin of a whole table: ``out`` (S, n, no), ``flags`` (S, n), ``conds`` (S, n).
 
     ``kmax``: the largest stencil if known (a 1-ring: the widest row), or 0: the buffers
     then start small and double when a stencil outgrows them (no sizing pass)."""
     n = centers.shape[0]
-    d = centers.shape[1]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = centers.shape[1]
     s_count = values.shape[0]
     no = comb.shape[0]
     lead = _leading(comb)
@@ -1465,13 +1498,12 @@ def drive_table(
 
 
 @_jit
-def lsq_single(values, centers, table, indptr, par, na, out, flags, conds, dim_tag):
+def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
     """:func:`drive_table` for ``lsq``'s gradient of one slice over the table's rows, with
     the loops that serve several slices, uncertainties and other stencils left out: the
-    same direct fit (or per-bin map) on the same offsets, so the same numbers. ``dim_tag``
-    (see :func:`grad1_table`) makes the dimension a compile-time constant."""
+    same direct fit (or per-bin map) on the same offsets, so the same numbers."""
     n = centers.shape[0]
-    d = dim_tag.ndim
+    d = centers.shape[1]
     rowmax = _widest_row(table, indptr, n)
     cap = max(rowmax, 1)
     ids = np.empty(cap, dtype=np.int64)
@@ -1522,12 +1554,15 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds, dim_t
 @_jit
 def drive_gathered(
     code, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,
-    mode, na, out, flags, conds,
+    mode, na, out, flags, conds, dim_tag,
 ):
     """Every bin of gathered stencils: ``nbr_center`` (n, K, d) NaN at padding,
     ``nbr_values`` (S, n, K); ``ring_of`` (n, K) int8 ring of each entry."""
     n = center.shape[0]
-    d = center.shape[1]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = center.shape[1]
     kk = nbr_center.shape[1]
     s_count = values.shape[0]
     no = comb.shape[0]

@@ -88,7 +88,7 @@ class _Generic:
                 np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
                 np.ascontiguousarray(g.center, dtype=np.float64),
                 np.ascontiguousarray(g.ring, dtype=np.int8), par, nq, comb, mode, na, out,
-                flags, conds,
+                flags, conds, _numba.dim_tag(job.centers.shape[1]),
             )
             return out, flags
         table, indptr = table_arrays(job)
@@ -97,8 +97,7 @@ class _Generic:
         ring1 = rings == 1 and widen <= 1 and radius <= 0
         if (self.name == "lsq" and ring1 and values.shape[0] == 1 and job.sigma is None
                 and np.array_equal(comb, np.eye(centers.shape[1]))):
-            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds,
-                              np.empty((0,) * centers.shape[1]))
+            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds)
             return out, flags
         if ring1:  # the table's own rows
             kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
@@ -109,6 +108,7 @@ class _Generic:
         _numba.drive_table(
             _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen,
             min_points, radius, int(kmax), par, nq, comb, mode, na, out, flags, conds,
+            _numba.dim_tag(centers.shape[1]),
         )
         return out, flags
 
