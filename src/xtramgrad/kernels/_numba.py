@@ -30,7 +30,8 @@ Structure
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
-  fused single-slice cone kernel :func:`grad1_cone_single`) because its selection rules decide
+  fused single-slice cone kernel :func:`grad1_cone_single`, on a table or on gathered
+  stencils) because its selection rules decide
   sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
   (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are
   looked up in a table of decisions made by numpy's own ``arccos``; a tie missing from
@@ -38,7 +39,9 @@ Structure
   and the bin recomputed once the caller has extended the table.
 
 Nothing of size (edges, ...) is allocated: the cost is the gather of the stencils' values
-and centers.
+and centers. The chunked path's gather itself (:func:`localize`, :func:`take_rows`,
+:func:`take_values`) and its table scans (:func:`chunk_reach`, :func:`row_counts`,
+:func:`row_problem`) are here too.
 """
 
 from __future__ import annotations
