@@ -398,3 +398,28 @@ def test_distributed_local_cluster_processes(voronoi_ds):
         lazy = voronoi_ds.chunk({"bin": 80})
         assert_same(lazy.tram.grad("D", method="gradn"), eager)
         assert_same(lazy.tram.grad("D", eps=0.01), eager1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_gather_locality_check_same_on_both_backends(backend):
+    """An id outside the loaded chunks raises the stale-locality error naming its bin on
+    both backends, also when every loaded chunk is empty (the numpy lookup was empty)."""
+    from xtramgrad import kernels
+    from xtramgrad.chunked.gather import _localize
+
+    if backend == "numba" and not kernels.numba_available():
+        pytest.skip("numba not installed")
+    previous = kernels.set_backend(backend)
+    try:
+        # chunks [0, 4) and [8, 12), concatenated: bin 9 is at position 5
+        lid = _localize(np.array([[1, -1], [9, 2]]), np.array([0, 8]), np.array([4, 12]), lo=10)
+        assert lid.tolist() == [[1, -1], [5, 2]]
+        ids = np.array([[1, -1], [7, 2]])
+        with pytest.raises(TessellationError, match=r"reaches bin 7 \(a neighbour of bin 11\)"):
+            _localize(ids, np.array([0]), np.array([4]), lo=10)
+        with pytest.raises(TessellationError, match=r"reaches bin 1 \(a neighbour of bin 10\)"):
+            _localize(ids, np.array([5]), np.array([5]), lo=10)
+        assert _localize(np.full((2, 3), -1), np.array([5]), np.array([5]), lo=0).tolist() == [
+            [-1] * 3, [-1] * 3]
+    finally:
+        kernels.set_backend(previous)

@@ -504,6 +504,8 @@ def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
             lookup[a - first : b - first] = np.arange(o, o + b - a)
 
         def dense(g: np.ndarray) -> np.ndarray:
+            if not len(lookup):  # only empty chunks: nothing is inside
+                return np.full(np.shape(g), -1, dtype=np.int64)
             at = g - first
             outside = (at < 0) | (at >= len(lookup))
             return np.where(outside, -1, lookup.take(np.clip(at, 0, max(len(lookup) - 1, 0))))
