@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import TessellationError
+from ..kernels.engine import compiled_kernels
 from ..kernels.stencil import (
     Radius,
     Rings,
@@ -143,15 +144,12 @@ def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
                    centers: np.ndarray) -> int:
     """The largest radius stencil of an in-memory table: the compiled walk on as many
     threads as cores (it releases the GIL), else the numpy walk."""
-    from ..kernels.engine import numba_available, resolve_backend
-
     n = len(centers)
-    if not (numba_available() and resolve_backend(None) == "numba") or n == 0:
+    _numba = compiled_kernels()
+    if _numba is None or n == 0:
         return int(stencil_sizes(spec, indptr, indices, centers).max(initial=0))
     import os
     from concurrent.futures import ThreadPoolExecutor
-
-    from ..kernels import _numba
 
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     to_global = np.arange(n, dtype=np.int64)
@@ -237,7 +235,7 @@ def _stencil_sizes_known(topo: Any, spec: StencilSpec, indptr_full: np.ndarray |
         data = literal(topo.neighbours.data)
         if data is None:
             return None
-        nb = _compiled()
+        nb = compiled_kernels()
         if nb is not None:
             return nb.row_counts(np.ascontiguousarray(data, dtype=np.int64))
         return (np.asarray(data) >= 0).sum(axis=1)
@@ -458,12 +456,9 @@ def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
     walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring)``; None without
     numba. ``lind``: the loaded CSR entries (``indptr``) in the local numbering of the
     loaded centers, ``rows`` and ``ltargets`` the loaded rows and the targets in it."""
-    from ..kernels.engine import numba_available, resolve_backend
-
-    if not (numba_available() and resolve_backend(None) == "numba"):
+    _numba = compiled_kernels()
+    if _numba is None:
         return None
-    from ..kernels import _numba
-
     m = int((cstops - cstarts).sum())
     deg = np.diff(indptr)
     count = np.zeros(m, dtype=np.int64)
@@ -521,22 +516,11 @@ def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
     return search
 
 
-def _compiled() -> Any:
-    """The compiled kernels when the numba backend is in use, else None."""
-    from ..kernels.engine import numba_available, resolve_backend
-
-    if not (numba_available() and resolve_backend(None) == "numba"):
-        return None
-    from ..kernels import _numba
-
-    return _numba
-
-
 def _localize(ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: int) -> np.ndarray:
     """Positions of ``ids`` (m, K; -1 padding) of the chunk starting at bin ``lo`` in the
     concatenation of the sorted chunks [starts, stops) (-1 at padding); a position outside
     them raises the stale-locality error, naming the bin whose row holds it."""
-    nb = _compiled()
+    nb = compiled_kernels()
     if nb is not None:
         sizes = stops - starts
         offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -563,7 +547,7 @@ def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, tr
     order = np.argsort(starts, kind="stable")
     starts, stops = starts[order], stops[order]
     lid = _localize(ids, starts, stops, lo)
-    nb = _compiled()
+    nb = compiled_kernels()
     axis = -1 if trailing else 0
     data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=axis)
     if nb is not None:

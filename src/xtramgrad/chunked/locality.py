@@ -182,12 +182,11 @@ def chunk_dependencies(table: Any, chunks: Sequence[int], skip: np.ndarray | Non
 def _compiled_reach(table: Any, b: np.ndarray, skip: np.ndarray | None
                     ) -> list[tuple[int, ...]] | None:
     """:func:`chunk_dependencies` by one compiled pass (None without numba)."""
-    from ..kernels.engine import numba_available, resolve_backend
+    from ..kernels.engine import compiled_kernels
 
-    if not (numba_available() and resolve_backend(None) == "numba"):
+    _numba = compiled_kernels()
+    if _numba is None:
         return None
-    from ..kernels import _numba
-
     n = int(b[-1])
     if isinstance(table, tuple):
         indptr, entries = (np.ascontiguousarray(t, dtype=np.int64) for t in table)

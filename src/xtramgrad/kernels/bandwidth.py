@@ -71,11 +71,10 @@ def typical_spacing(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray
 def _stencils(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray,
               targets: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Radius stencils of ``targets``: ``(sindptr, ids)`` (compiled when available)."""
-    from .engine import numba_available, resolve_backend
+    from .engine import compiled_kernels
 
-    if numba_available() and resolve_backend(None) == "numba":
-        from . import _numba
-
+    _numba = compiled_kernels()
+    if _numba is not None:
         sp, ids, _ = _numba.walk_stencils(
             np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
             np.ascontiguousarray(centers, dtype=np.float64), np.asarray(targets, np.int64),
@@ -101,7 +100,7 @@ def gcv_scores(
     The stencil is walked once, for the largest bandwidth; each candidate keeps the entries
     within its own reach (the same bins as its own walk on a convex domain).
     """
-    from .engine import numba_available, resolve_backend
+    from .engine import compiled_kernels
 
     sp, ids = _stencils(indptr, indices, centers, targets, REACH * float(np.max(bandwidths)))
     m = len(targets)
@@ -114,7 +113,7 @@ def gcv_scores(
     dist = np.sqrt(np.einsum("ed,ed->e", off, off))
     vals = np.asarray(values, dtype=np.float64)
     own = vals[:, targets]
-    compiled = numba_available() and resolve_backend(None) == "numba"
+    compiled = compiled_kernels() is not None
     scores = np.full(len(bandwidths), np.inf)
     for b, bw in enumerate(bandwidths):
         keep = dist <= REACH * float(bw)

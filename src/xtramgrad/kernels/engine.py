@@ -32,6 +32,7 @@ __all__ = [
     "set_backend",
     "get_backend",
     "numba_available",
+    "compiled_kernels",
     "BACKENDS",
 ]
 
@@ -104,6 +105,16 @@ def resolve_backend(backend: str | None) -> str:
             '`pip install -e ".[fast]"`, or use \'numpy\'.'
         )
     return name
+
+
+def compiled_kernels() -> Any:
+    """The compiled kernels (the ``_numba`` module) when the numba backend is in use, else
+    None: the test every optional compiled path of the package makes."""
+    if not (numba_available() and resolve_backend(None) == "numba"):
+        return None
+    from . import _numba
+
+    return _numba
 
 
 # --------------------------------------------------------------------------- dispatch

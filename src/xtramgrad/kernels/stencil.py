@@ -458,11 +458,11 @@ def stencil_sizes(
     n = len(indptr) - 1
     if isinstance(spec, Rings) and spec.depth == 1:
         return np.diff(indptr)
-    from .engine import numba_available, resolve_backend
+    from .engine import compiled_kernels
 
     pts = np.zeros((n, 1)) if centers is None else np.asarray(centers, dtype=np.float64)
-    if numba_available() and resolve_backend(None) == "numba":
-        from . import _numba
+    _numba = compiled_kernels()
+    if _numba is not None:
         from .compiled import stencil_arrays
 
         rings, widen, min_points, radius = stencil_arrays(spec)

@@ -552,13 +552,13 @@ def _compiled_row_problem(
 ) -> tuple[int, int, int] | None | bool:
     """:func:`row_problem` by the compiled kernels (one pass, no temporaries) when the
     backend is numba; False when it is not (then the numpy checks run)."""
-    from ..kernels.engine import numba_available, resolve_backend
+    from ..kernels.engine import compiled_kernels
 
     if table.size == 0 or not np.issubdtype(table.dtype, np.integer):
         return False
-    if not (numba_available() and resolve_backend(None) == "numba"):
+    _numba = compiled_kernels()
+    if _numba is None:
         return False
-    from ..kernels import _numba
 
     if indptr is not None:
         indptr = np.asarray(indptr, dtype=np.int64)
