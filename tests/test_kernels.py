@@ -393,3 +393,118 @@ def test_backend_choice_and_errors(monkeypatch):
     with pytest.raises(ValueError, match="unknown gradient method"):
         kernels.local_gradient(np.zeros(2), np.zeros((2, 1)), np.array([[1], [0]]),
                                selection=Selection("cone", 0.9), method="grad7")
+
+
+# --------------------------------------------------------------------------- radius stencils
+
+
+def _reachable_in_ball(centers, indptr, indices, i, radius):
+    """Truth for a radius stencil, by brute force: the bins reachable from ``i`` along the
+    table's rows through bins within ``radius`` of it (the walk's definition), ordered by
+    cell (side radius * (1 + 1e-6), last axis most significant) then by bin."""
+    d2 = ((centers - centers[i]) ** 2).sum(axis=1)
+    inside = d2 <= radius * radius
+    seen = {i}
+    front = [i]
+    while front:
+        nxt = []
+        for b in front:
+            for j in indices[indptr[b]:indptr[b + 1]]:
+                if j not in seen and inside[j]:
+                    seen.add(j)
+                    nxt.append(j)
+        front = nxt
+    ids = np.array(sorted(seen - {i}), dtype=np.int64)
+    cells = np.floor(centers[ids] / (radius * (1 + 1e-6)))
+    return ids[np.lexsort((ids, *cells.T))]
+
+
+def _radius_problems():
+    rng = np.random.default_rng(7)
+    out = []
+    pts = rng.random((500, 2))
+    out.append(("delaunay2d", pts, as_csr(delaunay_table(pts)), 0.12))
+    # a lattice, the radius an exact multiple of the spacing: bins at exactly the radius
+    c, t = grid_table((20, 20), spacing=0.1, faces=True)
+    out.append(("grid4", c, as_csr(t), 0.3))
+    c, t = grid_table((8, 8, 8), spacing=0.1)
+    out.append(("grid3d", c, as_csr(t), 0.2))
+    # a hole: bins of a disk removed, so the ball reaches across it only around it
+    keep = np.hypot(pts[:, 0] - 0.5, pts[:, 1] - 0.5) > 0.15
+    sub = pts[keep]
+    tab = delaunay_table(pts)
+    new = np.cumsum(keep) - 1
+    tab = np.where(tab >= 0, np.where(keep[np.maximum(tab, 0)], new[np.maximum(tab, 0)], -1), -1)
+    out.append(("hole", sub, as_csr(tab[keep]), 0.25))
+    # two tessellations overlapping in space, disjoint in the table
+    q = rng.random((300, 2))
+    ta, tb = delaunay_table(pts), delaunay_table(q)
+    both = np.full((800, max(ta.shape[1], tb.shape[1])), -1)
+    both[:500, : ta.shape[1]] = ta
+    both[500:, : tb.shape[1]] = np.where(tb >= 0, tb + 500, -1)
+    out.append(("overlap", np.vstack([pts, q]), as_csr(both), 0.15))
+    # a one-way table: reverse entries dropped at random
+    tab = delaunay_table(pts)
+    drop = (rng.random(tab.shape) < 0.3) & (tab >= 0)
+    out.append(("one-way", pts, as_csr(np.where(drop, -1, tab)), 0.12))
+    # clusters far apart: far more cells than bins (the cells are not used)
+    far = np.vstack([pts[:200], pts[200:400] + 1e4])
+    out.append(("far", far, as_csr(np.vstack([delaunay_table(far[:200]),
+                                              delaunay_table(far[200:]) + 200])), 0.1))
+    x = np.sort(rng.random(200))[:, None]
+    chain = np.array([[i - 1, i + 1] for i in range(200)])
+    chain[-1, 1] = -1
+    out.append(("chain", x, as_csr(chain), 0.03))
+    return out
+
+
+@pytest.mark.parametrize("name,centers,csr,radius", _radius_problems(), ids=lambda x: str(x)[:12])
+def test_radius_stencils_are_the_walks_bins_in_cell_order(name, centers, csr, radius):
+    from xtramgrad.kernels.stencil import radius_stencil
+
+    indptr, indices = csr
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    n = len(centers)
+    targets = np.arange(n)
+    truth = [_reachable_in_ball(centers, indptr, indices, i, radius) for i in range(n)]
+    sp, ids, ring = radius_stencil(indptr, indices, centers, targets, radius)
+    assert [ids[sp[i]:sp[i + 1]].tolist() for i in range(n)] == [t.tolist() for t in truth]
+    assert np.all(ring == 1)
+    if HAVE_NUMBA:
+        from xtramgrad.kernels import _numba
+
+        sp1, ids1, ring1 = _numba.walk_stencils(indices, indptr, centers, targets, 1, 0, 0,
+                                                float(radius))
+        np.testing.assert_array_equal(sp1, sp)
+        np.testing.assert_array_equal(ids1, ids)
+        np.testing.assert_array_equal(ring1, ring)
+        sizes = np.empty(n, dtype=np.int64)
+        _numba.stencil_sizes(indices, indptr, centers, 1, 0, 0, float(radius), sizes)
+        np.testing.assert_array_equal(sizes, np.diff(sp))
+
+
+@needs_numba
+def test_radius_cells_prove_most_stencils_and_leave_the_rest_to_the_walk():
+    """The cells serve the interior of a Delaunay mesh (the bound or a scan proves every
+    member reached) and refuse where the walk differs from the ball (overlapping parts)."""
+    from xtramgrad.kernels import _numba
+
+    probs = {p[0]: p for p in _radius_problems()}
+    for name, expect_all in [("delaunay2d", True), ("overlap", False), ("far", None)]:
+        _, centers, (indptr, indices), radius = probs[name]
+        centers = np.ascontiguousarray(centers, dtype=np.float64)
+        ball = _numba.ball_index(indices, indptr, centers, float(radius))
+        if expect_all is None:
+            assert not ball.ok
+            continue
+        assert ball.ok
+        n = len(centers)
+        mark = np.full(n, -1, dtype=np.int64)
+        ids = np.empty(n, dtype=np.int64)
+        ring = np.empty(n, dtype=np.int8)
+        w = max(1, int(np.diff(indptr).max()))
+        got = [_numba._ball_capped(i, ball, indices, indptr, centers, float(radius), mark, ids,
+                                   ring, np.empty(w, np.int64), np.empty(w, np.int64))
+               for i in range(n)]
+        proved = np.array(got) >= 0
+        assert proved.all() if expect_all else (~proved).sum() > 10

@@ -238,9 +238,10 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
     kmax = _widest_row(table, indptr, n)
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
+    ball = ball_index(table, indptr, centers, radius)
     best = 0
     for i in range(n):
-        size, ids, ring_of = _walk_grown(i, table, indptr, centers, rings, widen_to,
+        size, ids, ring_of = _stencil_of(i, ball, table, indptr, centers, rings, widen_to,
                                          min_points, radius, mark, ids, ring_of, nbr, slot)
         out[i] = size
         best = max(best, size)
@@ -262,10 +263,12 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
     sindptr = np.zeros(m + 1, dtype=np.int64)
     ids = np.empty(max(16, m * rowmax), dtype=np.int64)
     ring = np.empty(ids.shape[0], dtype=np.int8)
+    ball = ball_index(table, indptr, centers, radius)
     pos = 0
     for t in range(m):
-        size, buf, rbuf = _walk_grown(targets[t], table, indptr, centers, rings, widen_to,
-                                      min_points, radius, mark, buf, rbuf, nbr, slot)
+        size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
+                                      widen_to, min_points, radius, mark, buf, rbuf, nbr,
+                                      slot)
         while pos + size > ids.shape[0]:
             bigger = np.empty(2 * ids.shape[0], dtype=np.int64)
             bigger[:pos] = ids[:pos]
@@ -297,6 +300,7 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     slot = np.empty(rowmax, dtype=np.int64)
     buf = np.empty(max(16, width), dtype=np.int64)
     rbuf = np.empty(buf.shape[0], dtype=np.int8)
+    ball = ball_index(table, indptr, centers, radius)
     widest = 0
     for t in range(m):
         for r in range(width):
@@ -304,8 +308,9 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
             ring_out[t, r] = 0
         if skip[t]:
             continue
-        size, buf, rbuf = _walk_grown(targets[t], table, indptr, centers, rings, widen_to,
-                                      min_points, radius, mark, buf, rbuf, nbr, slot)
+        size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
+                                      widen_to, min_points, radius, mark, buf, rbuf, nbr,
+                                      slot)
         widest = max(widest, size)
         if size > width:
             continue
@@ -371,6 +376,294 @@ def _stencil_capped(
         front_lo = front_hi
         front_hi = size
     return size
+
+
+# --------------------------------------------------------------------------- radius stencils
+#
+# A radius stencil is the set of bins that the walk reaches within the radius (see
+# :mod:`.stencil`), ordered by cell: cells of side ``radius * (1 + BALL_SLACK)`` anchored
+# at the origin, sorted by their last axis' index first, then by bin. Rather than walking
+# ~6 rows per member, :func:`_ball_capped` scans the 3^d cells around the bin, which hold
+# every bin of the ball in that order, and proves that the walk reaches each of them: a
+# bin of the ball reached from a bin of the ball closer to the center is reached by
+# induction (its distance to the center is smaller). The proof is one comparison per
+# member where the member's in-neighbours surround it (2D: the bound ``rho2`` below),
+# else a scan of its in-neighbours; where it fails (holes, disjoint parts overlapping,
+# one-way tables), the walk itself decides and the cell order is kept.
+
+#: Cells are this much wider than the radius, so that float rounding of ``x / side``
+#: cannot put two bins within the radius more than one cell apart.
+BALL_SLACK = 1e-6
+#: Margin of the in-cell bound (relative): see :func:`_in_cell_bound`.
+BALL_DELTA = 1e-6
+
+_BallT = namedtuple("_BallT", "ok start order pc key dims rptr rind rho2 dd rr")
+
+
+@_jit
+def _in_cell_bound(centers, rptr, rind, j, radius, cmax, ox, oy, key):
+    """A squared distance beyond which some in-neighbour of bin ``j`` is closer than ``j``
+    to any point, with a float margin (inf where not established). 2D only: with ``g``
+    the widest angle between consecutive in-neighbour directions (< pi) and ``L`` the
+    longest, a point at distance ``r > L / (2 cos(g/2)) (1 + delta)`` of ``j`` is closer
+    to the in-neighbour within ``g/2`` of its direction by at least ``|o_k| delta L``,
+    which is required to dwarf the rounding of squared distances."""
+    k = rptr[j + 1] - rptr[j]
+    if centers.shape[1] != 2 or k < 3:
+        return np.inf
+    lmax = 0.0
+    lmin = np.inf
+    for s in range(k):
+        q = rind[rptr[j] + s]
+        dx = centers[q, 0] - centers[j, 0]
+        dy = centers[q, 1] - centers[j, 1]
+        ln = math.sqrt(dx * dx + dy * dy)
+        lmax = max(lmax, ln)
+        lmin = min(lmin, ln)
+        a = abs(dx) + abs(dy)
+        t = dy / a if a > 0.0 else 0.0
+        key[s] = (t if dy >= 0.0 else 4.0 + t) if dx >= 0.0 else 2.0 - t  # pseudo-angle
+        ox[s] = dx
+        oy[s] = dy
+    tol = 64.0 * 2.2e-16 * (radius * radius + 2.0 * radius * cmax)
+    if not lmin * lmax * BALL_DELTA > tol:
+        return np.inf
+    for s in range(1, k):  # insertion sort by angle
+        a = key[s]
+        x = ox[s]
+        y = oy[s]
+        r = s - 1
+        while r >= 0 and key[r] > a:
+            key[r + 1] = key[r]
+            ox[r + 1] = ox[r]
+            oy[r + 1] = oy[r]
+            r -= 1
+        key[r + 1] = a
+        ox[r + 1] = x
+        oy[r + 1] = y
+    cmin = 1.0
+    for s in range(k):
+        u = s + 1 if s + 1 < k else 0
+        if ox[s] * oy[u] - oy[s] * ox[u] <= 0.0:  # a gap of pi or more: unbounded
+            return np.inf
+        cg = (ox[s] * ox[u] + oy[s] * oy[u]) / math.sqrt(
+            (ox[s] * ox[s] + oy[s] * oy[s]) * (ox[u] * ox[u] + oy[u] * oy[u]))
+        cmin = min(cmin, cg)
+    ca = math.sqrt(max(0.0, 0.5 * (1.0 + cmin)))
+    if ca < 1e-3:
+        return np.inf
+    rr = lmax / (2.0 * ca) * (1.0 + BALL_DELTA)
+    return rr * rr
+
+
+@_jit
+def ball_index(table, indptr, centers, radius):
+    """The cells of :func:`_ball_capped` over ``centers`` (n, d), with the table's
+    in-neighbours (reverse CSR) and their bounds; ``ok`` False (the walk decides every
+    stencil, sorted by cell) when ``radius`` <= 0, or when the cells would outnumber the
+    bins by far or their indices would lose precision."""
+    n, d = centers.shape
+    side = radius * (1.0 + BALL_SLACK)
+    lo = np.zeros(3, dtype=np.int64)
+    dims = np.ones(3, dtype=np.int64)
+    cmax = 0.0
+    for i in range(n if radius > 0.0 else 0):
+        for a in range(d):
+            cmax = max(cmax, abs(centers[i, a]))
+    ok = radius > 0.0 and n > 0 and d <= 3 and cmax / side < 1e9
+    key = np.zeros(n if ok else 0, dtype=np.int64)
+    if ok:
+        for a in range(d):
+            lo_a = np.inf
+            hi_a = -np.inf
+            for i in range(n):
+                f = math.floor(centers[i, a] / side)
+                lo_a = min(lo_a, f)
+                hi_a = max(hi_a, f)
+            lo[a] = int(lo_a)
+            dims[a] = int(hi_a) - int(lo_a) + 1
+        ok = dims[0] * dims[1] * dims[2] <= 4 * n + 64
+    ncell = dims[0] * dims[1] * dims[2] if ok else 0
+    start = np.zeros(ncell + 1, dtype=np.int64)
+    order = np.empty(n if ok else 0, dtype=np.int64)
+    pc = np.empty((d, n if ok else 0))  # by axis: the scan reads each contiguously
+    if ok:
+        for i in range(n):
+            k = 0
+            stride = 1
+            for a in range(d):
+                k += (int(math.floor(centers[i, a] / side)) - lo[a]) * stride
+                stride *= dims[a]
+            key[i] = k
+            start[k + 1] += 1
+        for c in range(ncell):
+            start[c + 1] += start[c]
+        fill = start[:-1].copy()
+        for i in range(n):  # stable: by bin within a cell
+            p = fill[key[i]]
+            fill[key[i]] += 1
+            order[p] = i
+            for a in range(d):
+                pc[a, p] = centers[i, a]
+    # in-neighbours (the reverse table) and their bounds
+    m = n if ok else 0
+    rptr = np.zeros(m + 1, dtype=np.int64)
+    kmax = _widest_row(table, indptr, n)
+    nbr = np.empty(kmax, dtype=np.int64)
+    slot = np.empty(kmax, dtype=np.int64)
+    for i in range(m):
+        src, a, b = row_span(table, indptr, i, nbr, slot)
+        for e in range(a, b):
+            rptr[src[e] + 1] += 1
+    for i in range(m):
+        rptr[i + 1] += rptr[i]
+    rind = np.empty(rptr[m], dtype=np.int64)
+    fill = rptr[:-1].copy()
+    for i in range(m):
+        src, a, b = row_span(table, indptr, i, nbr, slot)
+        for e in range(a, b):
+            j = src[e]
+            rind[fill[j]] = i
+            fill[j] += 1
+    rho2 = np.empty(m)
+    widest = 0
+    for i in range(m):
+        widest = max(widest, rptr[i + 1] - rptr[i])
+    ox = np.empty(widest)
+    oy = np.empty(widest)
+    ang = np.empty(widest)
+    for p in range(m):  # in cell order, as the scan reads them
+        rho2[p] = _in_cell_bound(centers, rptr, rind, order[p], radius, cmax, ox, oy, ang)
+    # scratch of the scan: the most bins any 3^d block of cells holds
+    most = 0
+    for k in range(ncell):
+        c0 = k % dims[0]
+        c1 = (k // dims[0]) % dims[1]
+        c2 = k // (dims[0] * dims[1])
+        tot = 0
+        for g2 in range(max(c2 - 1, 0), min(c2 + 1, dims[2] - 1) + 1):
+            for g1 in range(max(c1 - 1, 0), min(c1 + 1, dims[1] - 1) + 1):
+                base = (g2 * dims[1] + g1) * dims[0]
+                tot += start[base + min(c0 + 1, dims[0] - 1) + 1] - start[base + max(c0 - 1, 0)]
+        most = max(most, tot)
+    return _BallT(ok, start, order, pc, key, dims, rptr, rind, rho2, np.empty(most),
+                  np.empty(most))
+
+
+@_inline
+def _closer_in_neighbour(centers, ball, i, j, d2):
+    """Whether an in-neighbour of ``j`` is closer than ``j`` (at ``d2``) to bin ``i``."""
+    for s in range(ball.rptr[j], ball.rptr[j + 1]):
+        if _dist2(centers, i, ball.rind[s]) < d2:
+            return True
+    return False
+
+
+@_inline
+def _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot):
+    """The radius stencil of bin ``i`` from the cells, if the scan proves it (see above):
+    its size, -1 if ``ids`` is too small, -2 if not proved (the walk decides)."""
+    d = centers.shape[1]
+    r2 = radius * radius
+    cap = ids.shape[0]
+    dims = ball.dims
+    k = ball.key[i]
+    c0 = k % dims[0]
+    c1 = (k // dims[0]) % dims[1]
+    c2 = k // (dims[0] * dims[1])
+    a0 = max(c0 - 1, 0)
+    b0 = min(c0 + 1, dims[0] - 1)
+    pc = ball.pc
+    order = ball.order
+    rho2 = ball.rho2
+    dd = ball.dd  # squared distance of each entry, and its bound (see _in_cell_bound)
+    rr = ball.rr
+    size = 0
+    for g2 in range(max(c2 - 1, 0), min(c2 + 1, dims[2] - 1) + 1):
+        for g1 in range(max(c1 - 1, 0), min(c1 + 1, dims[1] - 1) + 1):
+            base = (g2 * dims[1] + g1) * dims[0]
+            lo = ball.start[base + a0]
+            hi = ball.start[base + b0 + 1]
+            if size + (hi - lo) > cap:
+                return -1
+            if d == 2:  # unrolled (the common case)
+                x0 = centers[i, 0]
+                x1 = centers[i, 1]
+                for p in range(lo, hi):
+                    o = pc[0, p] - x0
+                    s = 0.0 + o * o
+                    o = pc[1, p] - x1
+                    s += o * o
+                    j = order[p]
+                    ids[size] = j
+                    dd[size] = s
+                    rr[size] = rho2[p]
+                    size += (s <= r2) & (j != i)
+            else:
+                for p in range(lo, hi):
+                    s = 0.0
+                    for a in range(d):
+                        o = pc[a, p] - centers[i, a]
+                        s += o * o
+                    j = order[p]
+                    ids[size] = j
+                    dd[size] = s
+                    rr[size] = rho2[p]
+                    size += (s <= r2) & (j != i)
+    # the bins of i's row are reached (from i itself): marked -2 - i (the walk, if it runs
+    # after, marks the bins it sees with i)
+    src, lo, hi = row_span(table, indptr, i, nbr, slot)
+    for e in range(lo, hi):
+        mark[src[e]] = -2 - i
+    for e in range(size):
+        ring_of[e] = 1
+        if dd[e] <= rr[e]:
+            j = ids[e]
+            if mark[j] != -2 - i and not _closer_in_neighbour(centers, ball, i, j, dd[e]):
+                return -2
+    return size
+
+
+@_jit
+def _walk_sorted(i, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot):
+    """The radius stencil of bin ``i`` by the walk, ordered by cell (the index along the
+    last axis most significant, as the cells are laid out), then by bin:
+    ``(size, ids, ring_of)``."""
+    size, ids, ring_of = _walk_grown(i, table, indptr, centers, 1, 0, 0, radius, mark, ids,
+                                     ring_of, nbr, slot)
+    side = radius * (1.0 + BALL_SLACK)
+    perm = np.arange(size)  # stable sorts, least significant first (bins: as walked)
+    perm = perm[np.argsort(ids[:size], kind="mergesort")]
+    for a in range(centers.shape[1]):
+        cell = np.empty(size)
+        for e in range(size):
+            cell[e] = math.floor(centers[ids[perm[e]], a] / side)
+        perm = perm[np.argsort(cell, kind="mergesort")]
+    sorted_ids = ids[:size][perm]
+    for e in range(size):
+        ids[e] = sorted_ids[e]
+        ring_of[e] = 1
+    return size, ids, ring_of
+
+
+@_inline
+def _stencil_of(i, ball, table, indptr, centers, rings, widen_to, min_points, radius, mark,
+                ids, ring_of, nbr, slot):
+    """Bin ``i``'s stencil (rings, or a radius: from the cells where they prove it, else
+    by the walk), growing the buffers as needed: ``(size, ids, ring_of)``."""
+    if radius <= 0.0:
+        return _walk_grown(i, table, indptr, centers, rings, widen_to, min_points, radius,
+                           mark, ids, ring_of, nbr, slot)
+    while ball.ok:
+        size = _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of,
+                            nbr, slot)
+        if size >= 0:
+            return size, ids, ring_of
+        if size == -2:
+            break
+        ids = np.empty(2 * ids.shape[0], dtype=np.int64)
+        ring_of = np.empty(ids.shape[0], dtype=np.int8)
+    return _walk_sorted(i, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot)
 
 
 # =========================================================================== least squares
@@ -1437,13 +1730,14 @@ def drive_table(
     direct_ok = lead and mode == MODE_VALUES and no <= d
     direct = False
     ring1 = rings == 1 and widen_to <= 1 and radius <= 0
+    ball = ball_index(table, indptr, centers, radius)
     for i in range(n):
         if ring1:  # the table row itself (no duplicates, no self: checked upstream)
             deg = row(table, indptr, i, ids, slot)
             for e in range(deg):
                 ring[e] = 1
         else:
-            deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to,
+            deg, ids, ring = _stencil_of(i, ball, table, indptr, centers, rings, widen_to,
                                          min_points, radius, mark, ids, ring, nbr, slot)
             if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
                 cap = ids.shape[0]
