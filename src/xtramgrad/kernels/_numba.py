@@ -467,10 +467,13 @@ def ball_index(table, indptr, centers, radius):
     lo = np.zeros(3, dtype=np.int64)
     dims = np.ones(3, dtype=np.int64)
     cmax = 0.0
+    finite = True
     for i in range(n if radius > 0.0 else 0):
         for a in range(d):
-            cmax = max(cmax, abs(centers[i, a]))
-    ok = radius > 0.0 and n > 0 and d <= 3 and cmax / side < 1e9
+            v = centers[i, a]
+            finite &= math.isfinite(v)
+            cmax = max(cmax, abs(v))
+    ok = radius > 0.0 and n > 0 and d <= 3 and finite and cmax / side < 1e9
     key = np.zeros(n if ok else 0, dtype=np.int64)
     if ok:
         for a in range(d):
@@ -482,7 +485,11 @@ def ball_index(table, indptr, centers, radius):
                 hi_a = max(hi_a, f)
             lo[a] = int(lo_a)
             dims[a] = int(hi_a) - int(lo_a) + 1
-        ok = dims[0] * dims[1] * dims[2] <= 4 * n + 64
+        limit = 4 * n + 64  # cells at most: beyond, the walk decides (no overflow below)
+        total = 1
+        for a in range(d):
+            ok = ok and dims[a] <= limit and total * dims[a] <= limit
+            total *= dims[a] if ok else 1
     ncell = dims[0] * dims[1] * dims[2] if ok else 0
     start = np.zeros(ncell + 1, dtype=np.int64)
     order = np.empty(n if ok else 0, dtype=np.int64)
@@ -654,6 +661,14 @@ def _stencil_of(i, ball, table, indptr, centers, rings, widen_to, min_points, ra
     if radius <= 0.0:
         return _walk_grown(i, table, indptr, centers, rings, widen_to, min_points, radius,
                            mark, ids, ring_of, nbr, slot)
+    return _radius_stencil(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nbr,
+                           slot)
+
+
+@_jit
+def _radius_stencil(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot):
+    """:func:`_stencil_of` for a radius (compiled apart: inlined, it slowed the drivers'
+    ring walks by ~10%)."""
     while ball.ok:
         size = _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of,
                             nbr, slot)
