@@ -402,7 +402,10 @@ def _reachable_in_ball(centers, indptr, indices, i, radius):
     """Truth for a radius stencil, by brute force: the bins reachable from ``i`` along the
     table's rows through bins within ``radius`` of it (the walk's definition), ordered by
     cell (side radius * (1 + 1e-6), last axis most significant) then by bin."""
-    d2 = ((centers - centers[i]) ** 2).sum(axis=1)
+    off = centers - centers[i]
+    d2 = np.zeros(len(centers))
+    for a in range(off.shape[1]):  # axis by axis, in order (the walk's rounding)
+        d2 = d2 + off[:, a] * off[:, a]
     inside = d2 <= radius * radius
     seen = {i}
     front = [i]
@@ -508,3 +511,23 @@ def test_radius_cells_prove_most_stencils_and_leave_the_rest_to_the_walk():
                for i in range(n)]
         proved = np.array(got) >= 0
         assert proved.all() if expect_all else (~proved).sum() > 10
+
+
+def test_radius_stencil_sums_squared_offsets_as_the_compiled_walk():
+    """A bin at the radius to the last bit: numpy and the compiled walk agree (a 3D pair
+    where the two orders of summing the squared offsets round differently)."""
+    from xtramgrad.kernels.stencil import radius_stencil
+
+    centers = np.array([[0.0, 0.0, 0.0],
+                        [0.027559113243068367, 0.7535131086748066, 0.5381433132192782]])
+    indptr, indices = as_csr(np.array([[1], [0]]))
+    radius = 0.9263583190267886
+    truth = [_reachable_in_ball(centers, indptr, indices, i, radius).tolist() for i in (0, 1)]
+    sp, ids, _ = radius_stencil(indptr, indices, centers, np.arange(2), radius)
+    assert [ids[sp[i]:sp[i + 1]].tolist() for i in (0, 1)] == truth
+    if HAVE_NUMBA:
+        from xtramgrad.kernels import _numba
+
+        sp1, ids1, _ = _numba.walk_stencils(indices, indptr, centers, np.arange(2), 1, 0, 0,
+                                            radius)
+        np.testing.assert_array_equal(ids1, ids)

@@ -8,9 +8,11 @@ Structure
 ---------
 * **Rows and stencils.** :func:`row` reads one row of a padded ``(n, k)`` table or of a CSR
   table (``indptr``, ``indices``): the two layouts compile to two specialisations of the
-  same code. :func:`_stencil_capped` walks rings of the table (or a radius) from one bin,
-  in the order of :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in
-  order, first occurrence kept).
+  same code. :func:`_stencil_capped` walks rings of the table from one bin, in the order
+  of :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in order, first
+  occurrence kept). Radius stencils come from a scan of the cells around the bin where
+  the scan proves that the walk reaches the same bins (:func:`ball_index`,
+  :func:`_ball_capped`), else from the walk, sorted in the same cell order.
 * **Per-bin maps.** A method's compiled kernel is one function computing, for one bin and
   one missing-value pattern, its local linear map from the stencil's offsets:
   ``fn(deg, d, off, ok, ring, par, w, c0, work) -> (flag, cond)``, with ``w`` (K, Q) the
@@ -250,8 +252,9 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
 
 @_jit
 def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, radius):
-    """The stencils of ``targets`` as CSR ``(sindptr, ids, ring)``, in the order of
-    :func:`_stencil_capped`."""
+    """The stencils of ``targets`` (distinct bins) as CSR ``(sindptr, ids, ring)``, in the
+    order of :mod:`.stencil`. Radius stencils of fewer than a quarter of the bins are
+    walked (building the cell index would cost more than it saves)."""
     n = centers.shape[0]
     mark = np.full(n, -1, dtype=np.int64)
     rowmax = _widest_row(table, indptr, n)
@@ -263,7 +266,7 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
     sindptr = np.zeros(m + 1, dtype=np.int64)
     ids = np.empty(max(16, m * rowmax), dtype=np.int64)
     ring = np.empty(ids.shape[0], dtype=np.int8)
-    ball = ball_index(table, indptr, centers, radius)
+    ball = ball_index(table, indptr, centers, radius if 4 * m >= n else 0.0)  # (see above)
     pos = 0
     for t in range(m):
         size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
@@ -287,7 +290,8 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
 @_jit
 def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius,
                 to_global, skip, ids_out, ring_out):
-    """The stencils of ``targets`` written into padded rows: ``ids_out`` (m, K) their
+    """The stencils of ``targets`` (distinct bins; radius stencils of few of them walked,
+    as in :func:`walk_stencils`) written into padded rows: ``ids_out`` (m, K) their
     entries as ``to_global[local id]`` (-1 padding), ``ring_out`` (m, K) their rings (0 at
     padding); rows with ``skip`` are left empty. Returns the widest stencil walked: when it
     exceeds K, the rows that did not fit are left empty and the caller raises."""
@@ -300,7 +304,7 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     slot = np.empty(rowmax, dtype=np.int64)
     buf = np.empty(max(16, width), dtype=np.int64)
     rbuf = np.empty(buf.shape[0], dtype=np.int8)
-    ball = ball_index(table, indptr, centers, radius)
+    ball = ball_index(table, indptr, centers, radius if 4 * m >= n else 0.0)
     widest = 0
     for t in range(m):
         for r in range(width):
@@ -401,7 +405,7 @@ _BallT = namedtuple("_BallT", "ok start order pc key dims rptr rind rho2 dd rr")
 
 
 @_jit
-def _in_cell_bound(centers, rptr, rind, j, radius, cmax, ox, oy, key):
+def _in_cell_bound(centers, rptr, rind, j, radius, ox, oy, key):
     """A squared distance beyond which some in-neighbour of bin ``j`` is closer than ``j``
     to any point, with a float margin (inf where not established). 2D only: with ``g``
     the widest angle between consecutive in-neighbour directions (< pi) and ``L`` the
@@ -409,7 +413,7 @@ def _in_cell_bound(centers, rptr, rind, j, radius, cmax, ox, oy, key):
     to the in-neighbour within ``g/2`` of its direction by at least ``|o_k| delta L``,
     which is required to dwarf the rounding of squared distances."""
     k = rptr[j + 1] - rptr[j]
-    if centers.shape[1] != 2 or k < 3:
+    if centers.shape[1] != 2 or k < 3 or k > ox.shape[0]:  # (hubs: the sort is quadratic)
         return np.inf
     lmax = 0.0
     lmin = np.inf
@@ -425,7 +429,7 @@ def _in_cell_bound(centers, rptr, rind, j, radius, cmax, ox, oy, key):
         key[s] = (t if dy >= 0.0 else 4.0 + t) if dx >= 0.0 else 2.0 - t  # pseudo-angle
         ox[s] = dx
         oy[s] = dy
-    tol = 64.0 * 2.2e-16 * (radius * radius + 2.0 * radius * cmax)
+    tol = 64.0 * 2.2e-16 * radius * radius  # (differences are rounded relative to themselves)
     if not lmin * lmax * BALL_DELTA > tol:
         return np.inf
     for s in range(1, k):  # insertion sort by angle
@@ -488,7 +492,7 @@ def ball_index(table, indptr, centers, radius):
         limit = 4 * n + 64  # cells at most: beyond, the walk decides (no overflow below)
         total = 1
         for a in range(d):
-            ok = ok and dims[a] <= limit and total * dims[a] <= limit
+            ok = ok and dims[a] <= limit // total
             total *= dims[a] if ok else 1
     ncell = dims[0] * dims[1] * dims[2] if ok else 0
     start = np.zeros(ncell + 1, dtype=np.int64)
@@ -533,14 +537,12 @@ def ball_index(table, indptr, centers, radius):
             rind[fill[j]] = i
             fill[j] += 1
     rho2 = np.empty(m)
-    widest = 0
-    for i in range(m):
-        widest = max(widest, rptr[i + 1] - rptr[i])
+    widest = 32  # in-neighbours at most for a bound (beyond: inf)
     ox = np.empty(widest)
     oy = np.empty(widest)
     ang = np.empty(widest)
     for p in range(m):  # in cell order, as the scan reads them
-        rho2[p] = _in_cell_bound(centers, rptr, rind, order[p], radius, cmax, ox, oy, ang)
+        rho2[p] = _in_cell_bound(centers, rptr, rind, order[p], radius, ox, oy, ang)
     # scratch of the scan: the most bins any 3^d block of cells holds
     most = 0
     for k in range(ncell):

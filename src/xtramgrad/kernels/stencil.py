@@ -331,7 +331,10 @@ def radius_stencil(
 
     def keep(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         off = get(ids) - own[rows]
-        return np.einsum("ij,ij->i", off, off) <= r2
+        d2 = off[:, 0] * off[:, 0]
+        for a in range(1, off.shape[1]):  # summed axis by axis, as the compiled walk does
+            d2 = d2 + off[:, a] * off[:, a]
+        return d2 <= r2
 
     depth = np.full(len(targets), np.iinfo(np.int64).max, dtype=np.int64)
     rows, ids, _ = _walk(indptr, indices, targets, depth, keep=keep, loaded=loaded)
