@@ -160,7 +160,8 @@ def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
                                       float(spec.radius), to_global, np.zeros(m, np.bool_),
                                       np.empty((m, 0), np.int64), np.empty((m, 0), np.int8)))
 
-    parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 8)))
+    # at most 2 parts: each builds its cell index (~100 bytes per bin)
+    parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 2)))
     with ThreadPoolExecutor(len(parts)) as pool:
         return max(pool.map(widest, parts))
 
