@@ -460,6 +460,18 @@ def _in_cell_bound(centers, rptr, rind, j, radius, ox, oy, key):
     return rr * rr
 
 
+@_inline
+def _block_of(k, dims):
+    """The 3^d block of cells around cell ``k`` (clipped to the grid): the range of its
+    index along axis 0 and the ranges along axes 1 and 2, ``(a0, b0, lo1, hi1, lo2, hi2)``
+    inclusive (a block row, axis 0, is contiguous in the cell layout)."""
+    c0 = k % dims[0]
+    c1 = (k // dims[0]) % dims[1]
+    c2 = k // (dims[0] * dims[1])
+    return (max(c0 - 1, 0), min(c0 + 1, dims[0] - 1), max(c1 - 1, 0),
+            min(c1 + 1, dims[1] - 1), max(c2 - 1, 0), min(c2 + 1, dims[2] - 1))
+
+
 @_jit
 def ball_index(table, indptr, centers, radius):
     """The cells of :func:`_ball_capped` over ``centers`` (n, d), with the table's
@@ -546,14 +558,12 @@ def ball_index(table, indptr, centers, radius):
     # scratch of the scan: the most bins any 3^d block of cells holds
     most = 0
     for k in range(ncell):
-        c0 = k % dims[0]
-        c1 = (k // dims[0]) % dims[1]
-        c2 = k // (dims[0] * dims[1])
+        a0, b0, lo1, hi1, lo2, hi2 = _block_of(k, dims)
         tot = 0
-        for g2 in range(max(c2 - 1, 0), min(c2 + 1, dims[2] - 1) + 1):
-            for g1 in range(max(c1 - 1, 0), min(c1 + 1, dims[1] - 1) + 1):
+        for g2 in range(lo2, hi2 + 1):
+            for g1 in range(lo1, hi1 + 1):
                 base = (g2 * dims[1] + g1) * dims[0]
-                tot += start[base + min(c0 + 1, dims[0] - 1) + 1] - start[base + max(c0 - 1, 0)]
+                tot += start[base + b0 + 1] - start[base + a0]
         most = max(most, tot)
     return _BallT(ok, start, order, pc, key, dims, rptr, rind, rho2, np.empty(most),
                   np.empty(most))
@@ -576,49 +586,36 @@ def _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nb
     r2 = radius * radius
     cap = ids.shape[0]
     dims = ball.dims
-    k = ball.key[i]
-    c0 = k % dims[0]
-    c1 = (k // dims[0]) % dims[1]
-    c2 = k // (dims[0] * dims[1])
-    a0 = max(c0 - 1, 0)
-    b0 = min(c0 + 1, dims[0] - 1)
+    a0, b0, lo1, hi1, lo2, hi2 = _block_of(ball.key[i], dims)
     pc = ball.pc
     order = ball.order
     rho2 = ball.rho2
     dd = ball.dd  # squared distance of each entry, and its bound (see _in_cell_bound)
     rr = ball.rr
     size = 0
-    for g2 in range(max(c2 - 1, 0), min(c2 + 1, dims[2] - 1) + 1):
-        for g1 in range(max(c1 - 1, 0), min(c1 + 1, dims[1] - 1) + 1):
+    for g2 in range(lo2, hi2 + 1):
+        for g1 in range(lo1, hi1 + 1):
             base = (g2 * dims[1] + g1) * dims[0]
             lo = ball.start[base + a0]
             hi = ball.start[base + b0 + 1]
             if size + (hi - lo) > cap:
                 return -1
-            if d == 2:  # unrolled (the common case)
-                x0 = centers[i, 0]
-                x1 = centers[i, 1]
-                for p in range(lo, hi):
-                    o = pc[0, p] - x0
+            for p in range(lo, hi):
+                if d == 2:  # unrolled (the common case; the test leaves the loop)
+                    o = pc[0, p] - centers[i, 0]
                     s = 0.0 + o * o
-                    o = pc[1, p] - x1
+                    o = pc[1, p] - centers[i, 1]
                     s += o * o
-                    j = order[p]
-                    ids[size] = j
-                    dd[size] = s
-                    rr[size] = rho2[p]
-                    size += (s <= r2) & (j != i)
-            else:
-                for p in range(lo, hi):
+                else:
                     s = 0.0
                     for a in range(d):
                         o = pc[a, p] - centers[i, a]
                         s += o * o
-                    j = order[p]
-                    ids[size] = j
-                    dd[size] = s
-                    rr[size] = rho2[p]
-                    size += (s <= r2) & (j != i)
+                j = order[p]
+                ids[size] = j
+                dd[size] = s
+                rr[size] = rho2[p]
+                size += (s <= r2) & (j != i)
     # the bins of i's row are reached (from i itself): marked -2 - i (the walk, if it runs
     # after, marks the bins it sees with i)
     src, lo, hi = row_span(table, indptr, i, nbr, slot)
