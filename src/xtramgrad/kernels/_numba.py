@@ -1329,18 +1329,19 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
 
 
 @_inline
-def _direct_linear(deg, d, off, ok, power, cutoff, dw, yv, y0, fused):
+def _direct_linear(deg, d, off, ok, power, cutoff, wt, buf, low, x, yv, y0, fused):
     """The linear fit through the center over the measured entries ``ok`` (long entries
     left out as :func:`_long_entries` does), by the closed form of its normal matrix: the
-    inverse into ``dw.low``, the weights into ``dw.wt`` (0: unused). Offsets are not
-    rescaled (the gradient is invariant; the condition number too). Returns cond, or -1
+    inverse into ``low``, the weights into ``wt`` (0: unused), ``buf`` scratch. Offsets are
+    not rescaled (the gradient is invariant; the condition number too). Returns cond, or -1
     where the closed form does not settle.
 
     ``fused``: also sum the right-hand side of the slice ``yv``, ``y0`` in the same pass
-    (into ``dw.x``; :func:`direct_apply` then uses it), the sums :func:`direct_apply`
-    would make, in the same order."""
-    wt = dw.wt
-    buf = dw.buf
+    (into ``x``; :func:`direct_apply` then uses it), the sums :func:`direct_apply` would
+    make, in the same order.
+
+    The scratch arrays are arguments, not the fields of the drivers' scratch tuple: taken
+    from a tuple in this per-bin code, they cost lsq 1.4x (reference counting)."""
     l1 = np.inf  # the three smallest lengths: a lower bound of the median
     l2 = np.inf
     l3 = np.inf
@@ -1393,10 +1394,9 @@ def _direct_linear(deg, d, off, ok, power, cutoff, dw, yv, y0, fused):
                 b1 += c * off[e, 1]
             if d > 2:
                 b2 += c * off[e, 2]
-    dw.x[0] = b0
-    dw.x[1] = b1 if d > 1 else 0.0
-    dw.x[2] = b2 if d > 2 else 0.0
-    low = dw.low
+    x[0] = b0
+    x[1] = b1 if d > 1 else 0.0
+    x[2] = b2 if d > 2 else 0.0
     if d == 1:
         det = m00
         low[0, 0] = 1.0 / m00
@@ -1430,11 +1430,6 @@ def _direct_linear(deg, d, off, ok, power, cutoff, dw, yv, y0, fused):
     cond = math.sqrt(fro * ifro)
     if not (det > 0.0 and cond < LINEAR_COND_MAX):
         return -1.0
-    st = dw.state
-    st[0] = -1.0  # weights indexed by position in the stencil, offsets read from ``off``
-    st[1] = 1.0
-    st[2] = d
-    st[3] = 1.0 if fused else 0.0  # the slice's right-hand side is in dw.x
     return cond
 
 
@@ -1513,8 +1508,16 @@ def direct_prepare(code, deg, d, off, ok, par, dw):
     """Factor a bin's fit for :func:`direct_apply`; returns (done, cond). Not done: the
     per-bin map (:func:`bin_map`) handles the bin."""
     if code == 0:  # lsq
-        cond = _direct_linear(deg, d, off, ok, par[0], par[1], dw, dw.buf, 0.0, False)
-        return cond >= 0.0, cond
+        cond = _direct_linear(deg, d, off, ok, par[0], par[1], dw.wt, dw.buf, dw.low, dw.x,
+                              dw.buf, 0.0, False)
+        if cond < 0.0:
+            return False, cond
+        st = dw.state
+        st[0] = -1.0  # weights indexed by position in the stencil, offsets read from ``off``
+        st[1] = 1.0
+        st[2] = d
+        st[3] = 0.0  # the slice's right-hand side is summed by direct_apply
+        return True, cond
     use = dw.use
     nused = 0
     for e in range(deg):
@@ -1813,20 +1816,49 @@ def drive_table(
 
 
 @_jit
-def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
-    """:func:`drive_table` for ``lsq``'s gradient of one slice over the table's rows, with
+def _map_and_apply(code, deg, d, off, ok, ring, par, w, c0, work, comb, yv, y0, na, wo, c0o,
+                   out, s, i):
+    """The per-bin map of method ``code`` applied to slice ``s`` of bin ``i`` (the gradient):
+    what the single-slice kernels do where their direct fit does not settle (rare; compiled
+    apart, so that its code stays out of their loops). Returns (flag, cond)."""
+    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
+    _apply(deg, d, d, comb, w, c0, yv, y0, yv, 0.0, MODE_VALUES, na, flag != 2, out[s, i], wo,
+           c0o, True)
+    return flag, cond
+
+
+@_jit
+def lsq_single(values, centers, src_values, src_centers, table, indptr, par, na, out, flags,
+               dim_tag):
+    """:func:`drive_table` for ``lsq``'s gradient of one slice over the rows of a table, with
     the loops that serve several slices, uncertainties and other stencils left out: the
-    same direct fit (or per-bin map) on the same offsets, so the same numbers."""
+    same direct fit (or per-bin map) on the same offsets, so the same numbers.
+
+    Bin ``i``'s own center and value are ``centers[i]`` and ``values[0, i]``, its
+    neighbours' ``src_centers[j]`` and ``src_values[0, j]`` for the positions ``j`` of its
+    row of ``table``: the same arrays for a table, or for gathered stencils (the chunked
+    path) the flattened gathered arrays, with the gathered centers (n, K, d) as the table
+    (:func:`row`). ``dim_tag``: see :func:`dim_tag`.
+
+    Its scratch is plain arrays, and the bins the closed form does not settle go through
+    :func:`_map_and_apply`: the drivers' scratch tuple and the inlined per-bin maps made
+    this loop 3.4x slower."""
     n = centers.shape[0]
-    d = centers.shape[1]
-    rowmax = _widest_row(table, indptr, n)
-    cap = max(rowmax, 1)
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = centers.shape[1]
+    cap = max(_widest_row(table, indptr, n), 1)
     ids = np.empty(cap, dtype=np.int64)
     slot = np.empty(cap, dtype=np.int64)
     ring = np.ones(cap, dtype=np.int8)
     off = np.empty((cap, d))
     ok = np.zeros(cap, dtype=np.bool_)
     yv = np.empty(cap)
+    wt = np.empty(cap)
+    buf = np.empty(cap)
+    low = np.empty((3, 3))
+    x = np.empty(3)
     w = np.zeros((cap, d))
     c0 = np.empty(d)
     wo = np.empty((cap, d))
@@ -1834,35 +1866,38 @@ def lsq_single(values, centers, table, indptr, par, na, out, flags, conds):
     comb = np.eye(d)
     work = _make_work(cap, d, d)
     work.need[0] = d
-    dw = _direct_work(work)
+    power = par[0]
+    cutoff = par[1]
     for i in range(n):
         y0 = values[0, i]
         if math.isnan(y0):
             for o in range(d):
                 out[0, i, o] = np.nan
             flags[0, i] = 2
-            conds[0, i] = np.nan
             continue
         deg = row(table, indptr, i, ids, slot)
         for e in range(deg):
             j = ids[e]
             for a in range(d):
-                off[e, a] = centers[j, a] - centers[i, a]
-            y = values[0, j]
+                off[e, a] = src_centers[j, a] - centers[i, a]
+            y = src_values[0, j]
             oke = not math.isnan(y)
             ok[e] = oke
             yv[e] = y if oke else 0.0
-        cond = _direct_linear(deg, d, off, ok, par[0], par[1], dw, yv, y0, True)
-        direct = cond >= 0.0
-        if direct:
-            direct_apply(deg, d, d, off, yv, y0, out[0, i], dw)
+        cond = _direct_linear(deg, d, off, ok, power, cutoff, wt, buf, low, x, yv, y0, True)
+        if cond >= 0.0:  # direct_apply's closed-form branch (its scale is 1)
+            for o in range(d):
+                v = low[o, 0] * x[0]
+                if d > 1:
+                    v += low[o, 1] * x[1]
+                if d > 2:
+                    v += low[o, 2] * x[2]
+                out[0, i, o] = v / 1.0
             flags[0, i] = 0
         else:
-            flag, cond = bin_map(0, deg, d, off, ok, ring, par, w, c0, work)
-            _apply(deg, d, d, comb, w, c0, yv, y0, yv, 0.0, MODE_VALUES, na, flag != 2,
-                   out[0, i], wo, c0o, True)
+            flag, _ = _map_and_apply(0, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
+                                     y0, na, wo, c0o, out, 0, i)
             flags[0, i] = flag
-        conds[0, i] = cond
     return out
 
 

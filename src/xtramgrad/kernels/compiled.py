@@ -46,6 +46,12 @@ def stencil_arrays(spec: Any) -> tuple[int, int, int, float]:
     return spec.rings, spec.widen_to, spec.min_points, 0.0
 
 
+def _ring1(spec: Any) -> bool:
+    """Whether ``spec`` is the 1-ring (the table's own rows)."""
+    rings, widen, _, radius = stencil_arrays(spec)
+    return rings == 1 and widen <= 1 and radius <= 0
+
+
 def _outputs(job: Job, no: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s_count, n = job.values.shape
     return (
@@ -79,6 +85,20 @@ class _Generic:
         sigma = values if job.sigma is None else np.ascontiguousarray(job.sigma, np.float64)
         out, flags, conds = _outputs(job, comb.shape[0])
         na = float(job.na)
+        single = (self.name == "lsq" and values.shape[0] == 1 and job.sigma is None
+                  and np.array_equal(comb, np.eye(job.centers.shape[1])))
+        if job.gathered is not None and single and _ring1(job.spec):
+            # the single-slice kernel on the gathered stencils (as eager, on the table)
+            g = job.gathered
+            n, k, d = g.center.shape
+            nc = np.ascontiguousarray(g.center, dtype=np.float64)
+            _numba.lsq_single(
+                values, np.ascontiguousarray(job.centers, dtype=np.float64),
+                np.ascontiguousarray(g.values, dtype=np.float64).reshape(1, n * k),
+                nc.reshape(n * k, d), nc, np.zeros(0, np.int64), par, na, out, flags,
+                _numba.dim_tag(d),
+            )
+            return out, flags
         if job.gathered is not None:
             g = job.gathered
             nv = np.ascontiguousarray(g.values, dtype=np.float64)
@@ -94,10 +114,10 @@ class _Generic:
         table, indptr = table_arrays(job)
         centers = np.ascontiguousarray(job.centers, dtype=np.float64)
         rings, widen, min_points, radius = stencil_arrays(job.spec)
-        ring1 = rings == 1 and widen <= 1 and radius <= 0
-        if (self.name == "lsq" and ring1 and values.shape[0] == 1 and job.sigma is None
-                and np.array_equal(comb, np.eye(centers.shape[1]))):
-            _numba.lsq_single(values, centers, table, indptr, par, na, out, flags, conds)
+        ring1 = _ring1(job.spec)
+        if single and ring1:
+            _numba.lsq_single(values, centers, values, centers, table, indptr, par, na, out,
+                              flags, _numba.dim_tag(centers.shape[1]))
             return out, flags
         if ring1:  # the table's own rows
             kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
