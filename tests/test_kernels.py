@@ -18,7 +18,7 @@ from scipy.spatial import Delaunay
 from xtramgrad import kernels
 from xtramgrad.kernels import Rings, Selection, compiled, engine
 from xtramgrad.kernels.engine import weights_to_csr
-from xtramgrad.kernels.stencil import as_csr, build_neighbourhood
+from xtramgrad.kernels.stencil import as_csr, build_neighbourhood, pad_rows
 from xtramgrad.kernels.tramway import grad1_weights
 
 HAVE_NUMBA = kernels.numba_available()
@@ -531,3 +531,109 @@ def test_radius_stencil_sums_squared_offsets_as_the_compiled_walk():
         sp1, ids1, _ = _numba.walk_stencils(indices, indptr, centers, np.arange(2), 1, 0, 0,
                                             radius)
         np.testing.assert_array_equal(ids1, ids)
+
+
+# --------------------------------------------------------------------------- single-slice kernels
+
+
+@needs_numba
+def test_gauss_exp_within_one_ulp_of_numpy():
+    """The compiled Gaussian weights (``local``) use their own exp: within 1 ulp of numpy's
+    over the weights' range, exact at 0, 0 far below it."""
+    from xtramgrad.kernels import _numba
+
+    x = -np.random.default_rng(3).random(200_000) * 6.0
+    x[:4] = [0.0, -0.0, -4.5, -1e-300]
+    got = np.empty_like(x)
+    _numba.gauss_weights(-2.0 * x, got, len(x))
+    ref = np.exp(x)
+    assert np.max(np.abs(got - ref) / np.spacing(ref)) <= 1.0
+    assert got[0] == 1.0 and got[1] == 1.0
+    far = np.array([-700.0, -745.5, -800.0, -1e300])
+    out = np.empty(4)
+    _numba.gauss_weights(-2.0 * far, out, 4)
+    np.testing.assert_allclose(out[:1], np.exp(far[:1]), rtol=1e-15)
+    assert out[2] == 0.0 and out[3] == 0.0
+
+
+def _driver_problems():
+    """Meshes for the single-slice kernels: a 1D chain, Delaunay 2D and 3D, a hole and
+    overlapping parts (the walk decides there), a lattice (exact ties)."""
+    rng = np.random.default_rng(11)
+    out = []
+    x = np.sort(rng.random(60))[:, None]
+    chain = np.array([[i - 1, i + 1] for i in range(60)])
+    chain[-1, 1] = -1
+    out.append(("chain1d", x, chain))
+    for d, n in [(2, 400), (3, 300)]:
+        pts = rng.random((n, d))
+        out.append((f"delaunay{d}d", pts, delaunay_table(pts)))
+    probs = {p[0]: p for p in _radius_problems()}
+    for name in ("hole", "overlap", "grid4"):
+        _, c, (indptr, indices) = probs[name][:3]
+        out.append((name, c, pad_rows(indptr, indices, int(np.diff(indptr).max()))))
+    return out
+
+
+@needs_numba
+@pytest.mark.parametrize("name,centers,table", _driver_problems(), ids=lambda x: str(x)[:12])
+@pytest.mark.parametrize("method", ["lsq", "local1", "local2"])
+def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, table, method):
+    """lsq's and local's single-slice kernels (the common case: one field, its gradient)
+    give the generic driver's numbers bit for bit, with missing values, on meshes where the
+    cells prove the stencils and where the walk decides, eager and on gathered stencils."""
+    from xtramgrad.kernels import _numba
+    from xtramgrad.kernels.stencil import radius_stencil
+
+    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    n, d = centers.shape
+    rng = np.random.default_rng(5)
+    values = (np.sin(3 * centers).sum(axis=1) + rng.normal(0, 0.1, n))[None]
+    values[0, rng.random(n) < 0.15] = np.nan
+    table = np.ascontiguousarray(table, dtype=np.int64)
+    indptr, indices = _numba.padded_to_csr(table)
+    spacing = (np.ptp(centers, axis=0).prod() / n) ** (1 / d)
+    code = 0 if method == "lsq" else 3
+    degree = 2 if method == "local2" else 1
+    bw = 2.5 * spacing
+    par = np.array([2.0, 3.0]) if code == 0 else np.array([bw, float(degree)])
+    nq = d if code == 0 else d + 1
+    comb = np.eye(d, nq)
+    want = np.empty((1, n, d))
+    flags = np.empty((1, n), np.int8)
+    spec = (1, 0, 0, 0.0) if code == 0 else (1, 0, 0, 3 * bw)
+    kmax = table.shape[1] if code == 0 else 0
+    _numba.drive_table(code, values, values, centers, indices if code else table,
+                       indptr if code else np.zeros(0, np.int64), *spec, kmax, par, nq, comb,
+                       _numba.MODE_VALUES, np.nan, want, flags, np.empty((1, n)),
+                       _numba.dim_tag(d))
+    got = np.empty_like(want)
+    got_flags = np.empty_like(flags)
+    tag = _numba.dim_tag(d)
+    if code == 0:
+        _numba.lsq_single(values, centers, values, centers, table, np.zeros(0, np.int64), par,
+                          np.nan, got, got_flags, tag)
+    else:
+        _numba.local_single(values, centers, indices, indptr, np.array([bw, degree, 3 * bw]),
+                            np.nan, got, got_flags, tag, _numba.degree_tag(degree))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_flags, flags)
+    assert np.isfinite(want).sum() > 0.5 * want.size
+    # gathered stencils (the chunked path): the same numbers again
+    if code == 0:
+        sp, ids = indptr, indices
+    else:
+        sp, ids, _ = radius_stencil(indptr, indices, centers, np.arange(n), 3 * bw)
+    width = max(1, int(np.diff(sp).max()))
+    pids = pad_rows(sp, ids, width)
+    nc = np.where((pids >= 0)[..., None], centers[np.maximum(pids, 0)], np.nan)
+    nv = np.where(pids >= 0, values[0][np.maximum(pids, 0)], np.nan)[None]
+    got[:] = 0
+    if code == 0:
+        _numba.lsq_single(values, centers, nv.reshape(1, -1), nc.reshape(-1, d), nc,
+                          np.zeros(0, np.int64), par, np.nan, got, got_flags, tag)
+    else:
+        _numba.local_gathered(values, centers, nv, nc, np.array([bw, degree]), np.nan, got,
+                              got_flags, tag, _numba.degree_tag(degree))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_flags, flags)

@@ -52,7 +52,7 @@ import math
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 from numba.extending import overload
 
 # cached to disk; float division by zero gives inf/NaN as in numpy
@@ -70,6 +70,27 @@ CHOL_RATIO = 1e-4  # squared Cholesky pivots within this ratio: no eigenvalue is
 MODE_VALUES = 0
 MODE_STD = 1
 MODE_LEVERAGE = 2  # the bin's own coefficient (the smoother's leverage, for GCV)
+
+# Gaussian weights exp(x), x <= 0, by exp(x) = 2^(j/64) 2^m e^r (|r| <= ln 2 / 128): no
+# branch and no call, so that loops of weights vectorize (4x faster than libm's exp, which
+# is most of ``local``'s time); within 1 ulp of numpy's exp on [-5, 0] (tests/test_kernels)
+_EXP_J = np.array([2.0 ** (j / 64) for j in range(64)])
+_EXP_M = np.array([math.ldexp(1.0, m) for m in range(-1074, 1)])
+_EXP_INV = 64 / math.log(2.0)
+_EXP_HI = 6.93147180369123816490e-01 / 64  # ln 2 / 64 split: k * _EXP_HI is exact
+_EXP_LO = 1.90821492927058770002e-10 / 64
+
+
+@_inline
+def gauss_exp(x):
+    """``exp(x)`` for ``x <= 0`` (0 below -745, 1 above 0), branch-free (see _EXP_J)."""
+    xc = min(max(x, -745.5), 0.0)
+    k = math.floor(xc * _EXP_INV + 0.5)
+    n = np.int64(k)
+    r = (xc - k * _EXP_HI) - k * _EXP_LO
+    p = r + r * r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0))))
+    t = _EXP_J[n & 63] * _EXP_M[max(n >> 6, -1074) + 1074]
+    return t + t * p if x > -745.0 else 0.0
 
 
 # =========================================================================== rows, stencils
@@ -401,7 +422,7 @@ BALL_SLACK = 1e-6
 #: Margin of the in-cell bound (relative): see :func:`_in_cell_bound`.
 BALL_DELTA = 1e-6
 
-_BallT = namedtuple("_BallT", "ok start order pc key dims rptr rind rho2 dd rr")
+_BallT = namedtuple("_BallT", "ok start order pc key dims rptr rind rho2 where pos pend")
 
 
 @_jit
@@ -565,68 +586,113 @@ def ball_index(table, indptr, centers, radius):
                 base = (g2 * dims[1] + g1) * dims[0]
                 tot += start[base + b0 + 1] - start[base + a0]
         most = max(most, tot)
-    return _BallT(ok, start, order, pc, key, dims, rptr, rind, rho2, np.empty(most),
-                  np.empty(most))
+    where = np.empty(n if ok else 0, dtype=np.int64)  # each bin's place in the cell order
+    for q in range(order.shape[0]):
+        where[order[q]] = q
+    return _BallT(ok, start, order, pc, key, dims, rptr, rind, rho2, where,
+                  np.empty(most, dtype=np.uint64), np.empty(most, dtype=np.int64))
 
 
 @_inline
-def _closer_in_neighbour(centers, ball, i, j, d2):
-    """Whether an in-neighbour of ``j`` is closer than ``j`` (at ``d2``) to bin ``i``."""
-    for s in range(ball.rptr[j], ball.rptr[j + 1]):
-        if _dist2(centers, i, ball.rind[s]) < d2:
-            return True
-    return False
+def _scan_cells(i, start, pc, key, dims, where, centers, r2, pos):
+    """The scan of :func:`_ball_capped`: the places (in the cell order) of the bins within
+    the radius (squared: ``r2``) of bin ``i`` among its 3^d block of cells, in cell order,
+    into ``pos``; returns their count (``pos`` holds the block: it never overflows).
 
-
-@_inline
-def _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot):
-    """The radius stencil of bin ``i`` from the cells, if the scan proves it (see above):
-    its size, -1 if ``ids`` is too small, -2 if not proved (the walk decides)."""
+    Indices are unsigned: numba then leaves out the wrap-around of negative indices, which
+    made this loop 2x slower. Its squared distances are summed as :func:`_ball_member`
+    sums them."""
     d = centers.shape[1]
-    r2 = radius * radius
-    cap = ids.shape[0]
-    dims = ball.dims
-    a0, b0, lo1, hi1, lo2, hi2 = _block_of(ball.key[i], dims)
-    pc = ball.pc
-    order = ball.order
-    rho2 = ball.rho2
-    dd = ball.dd  # squared distance of each entry, and its bound (see _in_cell_bound)
-    rr = ball.rr
-    size = 0
+    a0, b0, lo1, hi1, lo2, hi2 = _block_of(key[i], dims)
+    me = uint64(where[i])
+    size = uint64(0)
+    x0 = centers[i, 0]
+    x1 = centers[i, 1] if d > 1 else 0.0
     for g2 in range(lo2, hi2 + 1):
         for g1 in range(lo1, hi1 + 1):
             base = (g2 * dims[1] + g1) * dims[0]
-            lo = ball.start[base + a0]
-            hi = ball.start[base + b0 + 1]
-            if size + (hi - lo) > cap:
-                return -1
-            for p in range(lo, hi):
-                if d == 2:  # unrolled (the common case; the test leaves the loop)
-                    o = pc[0, p] - centers[i, 0]
+            lo = uint64(start[base + a0])
+            hi = uint64(start[base + b0 + 1])
+            for q in range(lo, hi):
+                if d == 2:  # unrolled (the common case)
+                    o = pc[0, q] - x0
                     s = 0.0 + o * o
-                    o = pc[1, p] - centers[i, 1]
+                    o = pc[1, q] - x1
                     s += o * o
                 else:
                     s = 0.0
                     for a in range(d):
-                        o = pc[a, p] - centers[i, a]
+                        o = pc[a, q] - centers[i, a]
                         s += o * o
-                j = order[p]
-                ids[size] = j
-                dd[size] = s
-                rr[size] = rho2[p]
-                size += (s <= r2) & (j != i)
-    # the bins of i's row are reached (from i itself): marked -2 - i (the walk, if it runs
-    # after, marks the bins it sees with i)
+                pos[size] = q
+                size += uint64((s <= r2) & (q != me))
+    return np.int64(size)
+
+
+@_inline
+def _ball_member(centers, pc, i, q):
+    """The squared distance from bin ``i`` to the bin at place ``q`` of the cell order, as
+    :func:`_scan_cells` sums it."""
+    d = centers.shape[1]
+    if d == 2:
+        o = pc[0, q] - centers[i, 0]
+        s = 0.0 + o * o
+        o = pc[1, q] - centers[i, 1]
+        return s + o * o
+    s = 0.0
+    for a in range(d):
+        o = pc[a, q] - centers[i, a]
+        s += o * o
+    return s
+
+
+@_jit
+def _prove_pending(i, ball, table, indptr, centers, pos, pend, npend, mark, nbr, slot):
+    """Whether the walk reaches the members ``pos[pend[:npend]]`` of bin ``i``'s scan (those
+    within their in-cell bound, see :func:`_in_cell_bound`): each is in the row of ``i``, or
+    has an in-neighbour closer to ``i`` than itself. (Compiled apart: inlined, it slowed the
+    scan and the fits that call it 2x.)"""
     src, lo, hi = row_span(table, indptr, i, nbr, slot)
-    for e in range(lo, hi):
+    for e in range(lo, hi):  # marked -2 - i (the walk, if it runs after, marks with i)
         mark[src[e]] = -2 - i
+    for t in range(npend):
+        q = pos[pend[t]]
+        j = ball.order[q]
+        if mark[j] == -2 - i:
+            continue
+        d2 = _ball_member(centers, ball.pc, i, q)
+        found = False
+        for s in range(ball.rptr[j], ball.rptr[j + 1]):
+            if _dist2(centers, i, ball.rind[s]) < d2:
+                found = True
+                break
+        if not found:
+            return False
+    return True
+
+
+@_inline
+def _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nbr, slot):
+    """The radius stencil of bin ``i`` from the cells, if they prove it (see above): its
+    size, -1 if ``ids`` is too small, -2 if not proved (the walk decides)."""
+    pos = ball.pos
+    size = _scan_cells(i, ball.start, ball.pc, ball.key, ball.dims, ball.where, centers,
+                       radius * radius, pos)
+    if size > ids.shape[0]:
+        return -1
+    pend = ball.pend
+    npend = 0
+    rho2 = ball.rho2
+    order = ball.order
     for e in range(size):
+        q = pos[e]
+        ids[e] = order[q]
         ring_of[e] = 1
-        if dd[e] <= rr[e]:
-            j = ids[e]
-            if mark[j] != -2 - i and not _closer_in_neighbour(centers, ball, i, j, dd[e]):
-                return -2
+        pend[npend] = e
+        npend += _ball_member(centers, ball.pc, i, q) <= rho2[q]
+    if npend and not _prove_pending(i, ball, table, indptr, centers, pos, pend, npend, mark,
+                                    nbr, slot):
+        return -2
     return size
 
 
@@ -1287,7 +1353,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
                 z[a] = off[e, a] / bw
                 r2 += z[a] * z[a]
             _monomials(z, d, use_degree, True, phi[m])
-            wt[m] = math.exp(-0.5 * r2)
+            wt[m] = gauss_exp(-0.5 * r2)
             idx[m] = e
             m += 1
         qcols = work.qcols
@@ -1474,7 +1540,7 @@ def _direct_cholesky(deg, d, off, use, power, degree, free, scale, dw):
             z[a] = off[e, a] * ih
             r2 += z[a] * z[a]
         if free:
-            we = math.exp(-0.5 * r2)
+            we = gauss_exp(-0.5 * r2)
         else:
             if r2 <= 0.0:
                 continue
@@ -1816,15 +1882,21 @@ def drive_table(
 
 
 @_jit
-def _map_and_apply(code, deg, d, off, ok, ring, par, w, c0, work, comb, yv, y0, na, wo, c0o,
-                   out, s, i):
-    """The per-bin map of method ``code`` applied to slice ``s`` of bin ``i`` (the gradient):
-    what the single-slice kernels do where their direct fit does not settle (rare; compiled
-    apart, so that its code stays out of their loops). Returns (flag, cond)."""
-    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
-    _apply(deg, d, d, comb, w, c0, yv, y0, yv, 0.0, MODE_VALUES, na, flag != 2, out[s, i], wo,
-           c0o, True)
-    return flag, cond
+def _bin_general(code, deg, d, off, ok, ring, par, w, c0, work, comb, yv, y0, na, wo, c0o,
+                 out, s, i):
+    """Slice ``s`` of bin ``i``'s gradient (``comb``: the gradient's columns of the method's
+    quantities) as :func:`drive_table` computes it: the direct fit, else the per-bin map.
+    What the single-slice kernels do where their own fit does not settle (rare; compiled
+    apart, so that its code stays out of their loops). Returns the flag."""
+    dw = _direct_work(work)
+    direct, _ = direct_prepare(code, deg, d, off, ok, par, dw)
+    if direct:
+        direct_apply(deg, d, d, off, yv, y0, out[s, i], dw)
+        return 0
+    flag, _ = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
+    _apply(deg, comb.shape[1], d, comb, w, c0, yv, y0, yv, 0.0, MODE_VALUES, na, flag != 2,
+           out[s, i], wo, c0o, True)
+    return flag
 
 
 @_jit
@@ -1841,8 +1913,8 @@ def lsq_single(values, centers, src_values, src_centers, table, indptr, par, na,
     (:func:`row`). ``dim_tag``: see :func:`dim_tag`.
 
     Its scratch is plain arrays, and the bins the closed form does not settle go through
-    :func:`_map_and_apply`: the drivers' scratch tuple and the inlined per-bin maps made
-    this loop 3.4x slower."""
+    :func:`_bin_general`: the drivers' scratch tuple and the inlined per-bin maps made this
+    loop 3.4x slower."""
     n = centers.shape[0]
     if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
         d = dim_tag.ndim
@@ -1895,9 +1967,295 @@ def lsq_single(values, centers, src_values, src_centers, table, indptr, par, na,
                 out[0, i, o] = v / 1.0
             flags[0, i] = 0
         else:
-            flag, _ = _map_and_apply(0, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
-                                     y0, na, wo, c0o, out, 0, i)
-            flags[0, i] = flag
+            flags[0, i] = _bin_general(0, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
+                                       y0, na, wo, c0o, out, 0, i)
+    return out
+
+
+@_jit
+def gauss_weights(rr, wt, m):
+    """``wt[:m] = exp(-rr[:m] / 2)`` (:func:`gauss_exp`). Compiled apart: inlined into the
+    fits, the loop was not vectorized (4x slower)."""
+    for k in range(m):
+        wt[k] = gauss_exp(-0.5 * rr[k])
+
+
+@_inline
+def _gauss_sums(m, d, p, degree, zz, rr, yy, wt, y0, ph, nrm, xs):
+    """The normal matrix ``nrm`` (upper triangle) and right-hand side ``xs`` of ``local``'s
+    fit over ``m`` measured entries: scaled offsets ``zz`` (m, d), their squared lengths
+    ``rr`` and values ``yy``; Gaussian weights into ``wt``; design [1, z, (z z^T / 2)].
+    The terms that :func:`_direct_cholesky`, :func:`_weighted_gram` and
+    :func:`direct_apply` sum, with the same roundings in the same order, so the same
+    numbers: the weights first (a loop that vectorizes), then the sums (2D, degree 1: in
+    registers; arrays cost a load and a store per term)."""
+    gauss_weights(rr, wt, m)
+    if d == 2 and degree == 1:
+        n00 = n01 = n02 = n11 = n12 = n22 = x0 = x1 = x2 = 0.0
+        for k in range(m):
+            we = wt[k]
+            z0 = zz[k, 0]
+            z1 = zz[k, 1]
+            cr = we * (yy[k] - y0)
+            pa = 1.0 * we
+            n00 += pa * 1.0
+            n01 += pa * z0
+            n02 += pa * z1
+            pa = z0 * we
+            n11 += pa * z0
+            n12 += pa * z1
+            n22 += (z1 * we) * z1
+            x0 += cr * 1.0
+            x1 += cr * z0
+            x2 += cr * z1
+        nrm[0, 0] = n00
+        nrm[0, 1] = n01
+        nrm[0, 2] = n02
+        nrm[1, 1] = n11
+        nrm[1, 2] = n12
+        nrm[2, 2] = n22
+        xs[0] = x0
+        xs[1] = x1
+        xs[2] = x2
+        return
+    for a in range(p):
+        xs[a] = 0.0
+        for b in range(a, p):
+            nrm[a, b] = 0.0
+    ph[0] = 1.0
+    for k in range(m):
+        for a in range(d):
+            ph[1 + a] = zz[k, a]
+        if degree >= 2:
+            c = 1 + d
+            for a in range(d):
+                for b in range(a, d):
+                    v = ph[1 + a] * ph[1 + b]
+                    ph[c] = 0.5 * v if a == b else v
+                    c += 1
+        we = wt[k]
+        cr = we * (yy[k] - y0)
+        for a in range(p):
+            pa = ph[a] * we
+            for b in range(a, p):
+                nrm[a, b] += pa * ph[b]
+            xs[a] += cr * ph[a]
+
+
+@_inline
+def _gauss_entry(k, o, d, ih, y, zz, rr, yy):
+    """Keep a measured entry (offset ``o`` (d,), value ``y``) at ``k`` of the arrays of
+    :func:`_gauss_sums`."""
+    r2 = 0.0
+    for a in range(d):
+        z = o[a] * ih
+        zz[k, a] = z
+        r2 += z * z
+    rr[k] = r2
+    yy[k] = y
+
+
+@_inline
+def _gauss_solve(d, p, m, degree, h, nrm, xs, low, out, i):
+    """Solve ``local``'s fit summed by :func:`_gauss_sums` over ``m`` measured entries and
+    write bin ``i``'s gradient; False where :func:`direct_prepare` would not settle it (no
+    entry, a quadratic without redundancy, a factor not well conditioned)."""
+    if m == 0 or (degree == 2 and m + 1 <= p):
+        return False
+    for a in range(p):
+        for b in range(a + 1, p):
+            nrm[b, a] = nrm[a, b]
+    nrm[0, 0] += 1.0  # the bin's own value, weight 1
+    if not _cholesky(nrm, low, p, CHOL_RATIO):
+        return False
+    for r in range(p):  # forward, then back substitution (as direct_apply)
+        v = xs[r]
+        for q in range(r):
+            v -= low[r, q] * xs[q]
+        xs[r] = v / low[r, r]
+    for r in range(p - 1, -1, -1):
+        v = xs[r]
+        for q in range(r + 1, p):
+            v -= low[q, r] * xs[q]
+        xs[r] = v / low[r, r]
+    for o in range(d):
+        out[0, i, o] = xs[1 + o] / h
+    return True
+
+
+@_jit
+def _local_work(cap, d):
+    """Scratch of :func:`local_single` for stencils of up to ``cap`` entries: that of
+    :func:`_bin_general`, then that of :func:`_gauss_sums`."""
+    return (np.empty(cap, dtype=np.int64), np.empty((cap, d)), np.zeros(cap, dtype=np.bool_),
+            np.empty(cap), np.ones(cap, dtype=np.int8), np.zeros((cap, d + 1)),
+            np.empty((cap, d)), _make_work(cap, d, d + 1)), (
+            np.empty((cap, d)), np.empty(cap), np.empty(cap), np.empty(cap))
+
+
+def degree_tag(degree):
+    """The ``deg_tag`` argument of :func:`local_single` and :func:`local_gathered`: the
+    degree of the fit as a compile-time constant (the loops over its terms unrolled)."""
+    return np.empty((0,) * degree)
+
+
+@_jit
+def local_single(values, centers, table, indptr, par, na, out, flags, dim_tag, deg_tag):
+    """:func:`drive_table` for ``local``'s gradient of one slice over the radius stencils of a
+    table (``par = (bandwidth, degree, radius)``): the same fits on the same stencils, so
+    the same numbers, in one pass per bin over the cells around it.
+
+    A bin whose stencil the cells prove (:func:`_ball_capped`) is fitted while its members
+    are read (:func:`_gauss_sums`); the others (the walk decides their stencil), and the fits
+    that do not settle, go through :func:`_bin_general`."""
+    n = centers.shape[0]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = centers.shape[1]
+    bw = par[0]
+    degree = deg_tag.ndim  # (= par[1])
+    radius = par[2]
+    r2 = radius * radius
+    ih = 1.0 / bw
+    p = 1 + d + (d * (d + 1) // 2 if degree >= 2 else 0)
+    ball = ball_index(table, indptr, centers, radius)
+    rowmax = _widest_row(table, indptr, n)
+    nbr = np.empty(rowmax, dtype=np.int64)
+    slot = np.empty(rowmax, dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int64)
+    cap = max(64, ball.pos.shape[0])
+    (ids, off, ok, yv, ring, w, wo, work), (zz, rr, yy, wt) = _local_work(cap, d)
+    work.need[0] = d
+    c0 = np.empty(d + 1)
+    c0o = np.empty(d)
+    comb = np.eye(d, d + 1)
+    o = np.empty(d)
+    ph = np.empty(p)
+    nrm = np.empty((p, p))
+    low = np.empty((p, p))
+    xs = np.empty(p)
+    pos = ball.pos
+    pend = ball.pend
+    rho2 = ball.rho2
+    order = ball.order
+    pc = ball.pc
+    v0 = values[0]
+    for i in range(n):
+        y0 = v0[i]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        proved = False
+        size = 0
+        if ball.ok:
+            size = _scan_cells(i, ball.start, pc, ball.key, ball.dims, ball.where, centers,
+                               r2, pos)
+            m = 0
+            npend = 0
+            for e in range(size):
+                q = pos[e]
+                y = v0[uint64(order[q])]
+                s2 = 0.0  # the squared distance of _ball_member
+                for a in range(d):
+                    o[a] = pc[a, q] - centers[i, a]
+                    s2 += o[a] * o[a]
+                pend[npend] = e
+                npend += s2 <= rho2[q]
+                if not math.isnan(y):
+                    _gauss_entry(m, o, d, ih, y, zz, rr, yy)
+                    m += 1
+            _gauss_sums(m, d, p, degree, zz, rr, yy, wt, y0, ph, nrm, xs)
+            proved = npend == 0 or _prove_pending(i, ball, table, indptr, centers, pos, pend,
+                                                  npend, mark, nbr, slot)
+            if proved and _gauss_solve(d, p, m, degree, bw, nrm, xs, low, out, i):
+                flags[0, i] = 0
+                continue
+            if proved:  # the stencil of the cells, through the general path
+                for e in range(size):
+                    ids[e] = order[pos[e]]
+        if not (ball.ok and proved):
+            size, ids, ring = _walk_sorted(i, table, indptr, centers, radius, mark, ids,
+                                           ring, nbr, slot)
+            if size > cap:
+                cap = ids.shape[0]
+                (_, off, ok, yv, ring, w, wo, work), (zz, rr, yy, wt) = _local_work(cap, d)
+                work.need[0] = d
+        for e in range(size):
+            j = ids[e]
+            for a in range(d):
+                off[e, a] = centers[j, a] - centers[i, a]
+            y = v0[j]
+            ok[e] = not math.isnan(y)
+            yv[e] = y if ok[e] else 0.0
+            ring[e] = 1
+        flags[0, i] = _bin_general(3, size, d, off, ok, ring, par, w, c0, work, comb, yv, y0,
+                                   na, wo, c0o, out, 0, i)
+    return out
+
+
+@_jit
+def local_gathered(values, center, nbr_values, nbr_center, par, na, out, flags, dim_tag,
+                   deg_tag):
+    """:func:`local_single` on gathered stencils (the chunked path): ``nbr_center`` (n, K, d)
+    NaN at padding, ``nbr_values`` (1, n, K). The same fits, summed in the same order."""
+    n = center.shape[0]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = center.shape[1]
+    kk = nbr_center.shape[1]
+    bw = par[0]
+    degree = deg_tag.ndim  # (= par[1])
+    ih = 1.0 / bw
+    p = 1 + d + (d * (d + 1) // 2 if degree >= 2 else 0)
+    cap = max(kk, 1)
+    (ids, off, ok, yv, ring, w, wo, work), (zz, rr, yy, wt) = _local_work(cap, d)
+    work.need[0] = d
+    c0 = np.empty(d + 1)
+    c0o = np.empty(d)
+    comb = np.eye(d, d + 1)
+    o = np.empty(d)
+    ph = np.empty(p)
+    nrm = np.empty((p, p))
+    low = np.empty((p, p))
+    xs = np.empty(p)
+    for i in range(n):
+        y0 = values[0, i]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        m = 0
+        for r in range(kk):
+            if math.isnan(nbr_center[i, r, 0]):
+                continue
+            y = nbr_values[0, i, r]
+            if math.isnan(y):
+                continue
+            for a in range(d):
+                o[a] = nbr_center[i, r, a] - center[i, a]
+            _gauss_entry(m, o, d, ih, y, zz, rr, yy)
+            m += 1
+        _gauss_sums(m, d, p, degree, zz, rr, yy, wt, y0, ph, nrm, xs)
+        if _gauss_solve(d, p, m, degree, bw, nrm, xs, low, out, i):
+            flags[0, i] = 0
+            continue
+        size = 0
+        for r in range(kk):
+            if math.isnan(nbr_center[i, r, 0]):
+                continue
+            for a in range(d):
+                off[size, a] = nbr_center[i, r, a] - center[i, a]
+            y = nbr_values[0, i, r]
+            ok[size] = not math.isnan(y)
+            yv[size] = y if ok[size] else 0.0
+            size += 1
+        flags[0, i] = _bin_general(3, size, d, off, ok, ring, par, w, c0, work, comb, yv, y0,
+                                   na, wo, c0o, out, 0, i)
     return out
 
 

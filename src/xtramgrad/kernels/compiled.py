@@ -85,8 +85,12 @@ class _Generic:
         sigma = values if job.sigma is None else np.ascontiguousarray(job.sigma, np.float64)
         out, flags, conds = _outputs(job, comb.shape[0])
         na = float(job.na)
-        single = (self.name == "lsq" and values.shape[0] == 1 and job.sigma is None
-                  and np.array_equal(comb, np.eye(job.centers.shape[1])))
+        d = job.centers.shape[1]
+        single = (values.shape[0] == 1 and job.sigma is None
+                  and np.array_equal(comb, np.eye(d, nq)))  # one slice's gradient
+        if single and self.name == "local":
+            return _local_single(job, values, par, na, out, flags)
+        single = single and self.name == "lsq"
         if job.gathered is not None and single and _ring1(job.spec):
             # the single-slice kernel on the gathered stencils (as eager, on the table)
             g = job.gathered
@@ -131,6 +135,29 @@ class _Generic:
             _numba.dim_tag(centers.shape[1]),
         )
         return out, flags
+
+
+def _local_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out: np.ndarray,
+                  flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``local``'s gradient of one slice by its single-slice kernels (same numbers as the
+    generic drivers)."""
+    from . import _numba
+
+    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    tag = (_numba.dim_tag(centers.shape[1]), _numba.degree_tag(int(par[1])))
+    if job.gathered is not None:
+        g = job.gathered
+        _numba.local_gathered(values, centers, np.ascontiguousarray(g.values, np.float64),
+                              np.ascontiguousarray(g.center, np.float64), par, na, out, flags,
+                              *tag)
+        return out, flags
+    assert isinstance(job.spec, Radius)
+    table, indptr = table_arrays(job)
+    if table.ndim == 2:  # the walks visit many rows: read them without padding
+        indptr, table = _numba.padded_to_csr(table)
+    par3 = np.array([par[0], par[1], float(job.spec.radius)])
+    _numba.local_single(values, centers, table, indptr, par3, na, out, flags, *tag)
+    return out, flags
 
 
 def generic(name: str, params: Callable[[Mapping[str, Any]], tuple[float, ...]]) -> _Generic:
