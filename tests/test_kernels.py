@@ -577,11 +577,12 @@ def _driver_problems():
 
 @needs_numba
 @pytest.mark.parametrize("name,centers,table", _driver_problems(), ids=lambda x: str(x)[:12])
-@pytest.mark.parametrize("method", ["lsq", "local1", "local2"])
+@pytest.mark.parametrize("method", ["lsq", "lsq2", "local1", "local2"])
 def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, table, method):
-    """lsq's and local's single-slice kernels (the common case: one field, its gradient)
-    give the generic driver's numbers bit for bit, with missing values, on meshes where the
-    cells prove the stencils and where the walk decides, eager and on gathered stencils."""
+    """The single-slice kernels of lsq, lsq2 and local (the common case: one field, its
+    gradient) give the generic driver's numbers bit for bit, with missing values, on meshes
+    where the cells prove the stencils and where the walk decides, eager and on gathered
+    stencils."""
     from xtramgrad.kernels import _numba
     from xtramgrad.kernels.stencil import radius_stencil
 
@@ -593,15 +594,18 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     table = np.ascontiguousarray(table, dtype=np.int64)
     indptr, indices = _numba.padded_to_csr(table)
     spacing = (np.ptp(centers, axis=0).prod() / n) ** (1 / d)
-    code = 0 if method == "lsq" else 3
+    code = {"lsq": 0, "lsq2": 1}.get(method, 3)
     degree = 2 if method == "local2" else 1
     bw = 2.5 * spacing
-    par = np.array([2.0, 3.0]) if code == 0 else np.array([bw, float(degree)])
-    nq = d if code == 0 else d + 1
+    unknowns = d + d * (d + 1) // 2
+    par, nq, spec = {
+        0: (np.array([2.0, 3.0]), d, (1, 0, 0, 0.0)),
+        1: (np.array([4.0, 4.0, 2.0, 3.0]), unknowns, (2, 3, 2 * unknowns, 0.0)),
+        3: (np.array([bw, float(degree)]), d + 1, (1, 0, 0, 3 * bw)),
+    }[code]
     comb = np.eye(d, nq)
     want = np.empty((1, n, d))
     flags = np.empty((1, n), np.int8)
-    spec = (1, 0, 0, 0.0) if code == 0 else (1, 0, 0, 3 * bw)
     kmax = table.shape[1] if code == 0 else 0
     _numba.drive_table(code, values, values, centers, indices if code else table,
                        indptr if code else np.zeros(0, np.int64), *spec, kmax, par, nq, comb,
@@ -613,6 +617,9 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     if code == 0:
         _numba.lsq_single(values, centers, values, centers, table, np.zeros(0, np.int64), par,
                           np.nan, got, got_flags, tag)
+    elif code == 1:
+        _numba.lsq2_single(values, centers, indices, indptr, par, np.nan, got, got_flags,
+                           *spec[:3], tag)
     else:
         _numba.local_single(values, centers, indices, indptr, np.array([bw, degree, 3 * bw]),
                             np.nan, got, got_flags, tag, _numba.degree_tag(degree))
@@ -622,6 +629,8 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     # gathered stencils (the chunked path): the same numbers again
     if code == 0:
         sp, ids = indptr, indices
+    elif code == 1:
+        sp, ids, rings = _numba.walk_stencils(indices, indptr, centers, np.arange(n), *spec)
     else:
         sp, ids, _ = radius_stencil(indptr, indices, centers, np.arange(n), 3 * bw)
     width = max(1, int(np.diff(sp).max()))
@@ -632,6 +641,10 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     if code == 0:
         _numba.lsq_single(values, centers, nv.reshape(1, -1), nc.reshape(-1, d), nc,
                           np.zeros(0, np.int64), par, np.nan, got, got_flags, tag)
+    elif code == 1:
+        ring_of = pad_rows(sp, rings.astype(np.int64), width).astype(np.int8)
+        _numba.lsq2_gathered(values, centers, nv, nc, ring_of, par, np.nan, got, got_flags,
+                             tag)
     else:
         _numba.local_gathered(values, centers, nv, nc, np.array([bw, degree]), np.nan, got,
                               got_flags, tag, _numba.degree_tag(degree))

@@ -2259,6 +2259,254 @@ def local_gathered(values, center, nbr_values, nbr_center, par, na, out, flags, 
     return out
 
 
+@_inline
+def _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm, xs, low,
+              out, i):
+    """``lsq2``'s direct fit of bin ``i`` (the quadratic through the center over its
+    measured entries ``ok``, long entries left out, offsets scaled by their RMS, weights
+    |z|^-power), written into ``out``: what :func:`direct_prepare` and :func:`direct_apply`
+    compute, in the same order, so the same numbers. False where they would not settle it
+    (too few entries for redundancy, a factor not well conditioned): the per-bin map then
+    decides (:func:`_bin_general`)."""
+    nh = d * (d + 1) // 2
+    p = d + nh
+    for e in range(deg):
+        use[e] = ok[e]
+    if math.isfinite(cutoff):
+        _long_entries(deg, d, off, use, cutoff, buf)
+    count = 0
+    for e in range(deg):
+        count += use[e]
+    if count <= p:
+        return False
+    h = _rms(deg, d, off, use)
+    ih = 1.0 / h
+    m = 0
+    for e in range(deg):  # the design rows of _direct_cholesky (scaled offsets, weights)
+        if not use[e]:
+            continue
+        r2 = 0.0
+        for a in range(d):
+            z = off[e, a] * ih
+            zz[m, a] = z
+            r2 += z * z
+        if r2 <= 0.0:
+            continue
+        wt[m] = _inverse_power(r2, power)
+        yy[m] = yv[e]
+        m += 1
+    if d == 2:  # the sums of _weighted_gram and direct_apply, in registers
+        n00 = n01 = n02 = n03 = n04 = n11 = n12 = n13 = n14 = 0.0
+        n22 = n23 = n24 = n33 = n34 = n44 = x0 = x1 = x2 = x3 = x4 = 0.0
+        for k in range(m):
+            we = wt[k]
+            f0 = zz[k, 0]
+            f1 = zz[k, 1]
+            v = f0 * f0
+            f2 = 0.5 * v
+            f3 = f0 * f1
+            v = f1 * f1
+            f4 = 0.5 * v
+            g = f0 * we
+            n00 += g * f0
+            n01 += g * f1
+            n02 += g * f2
+            n03 += g * f3
+            n04 += g * f4
+            g = f1 * we
+            n11 += g * f1
+            n12 += g * f2
+            n13 += g * f3
+            n14 += g * f4
+            g = f2 * we
+            n22 += g * f2
+            n23 += g * f3
+            n24 += g * f4
+            g = f3 * we
+            n33 += g * f3
+            n34 += g * f4
+            n44 += (f4 * we) * f4
+            c = we * (yy[k] - y0)
+            x0 += c * f0
+            x1 += c * f1
+            x2 += c * f2
+            x3 += c * f3
+            x4 += c * f4
+        nrm[0, 0], nrm[0, 1], nrm[0, 2], nrm[0, 3], nrm[0, 4] = n00, n01, n02, n03, n04
+        nrm[1, 1], nrm[1, 2], nrm[1, 3], nrm[1, 4] = n11, n12, n13, n14
+        nrm[2, 2], nrm[2, 3], nrm[2, 4], nrm[3, 3], nrm[3, 4], nrm[4, 4] = (
+            n22, n23, n24, n33, n34, n44)
+        xs[0], xs[1], xs[2], xs[3], xs[4] = x0, x1, x2, x3, x4
+    else:
+        for a in range(p):
+            xs[a] = 0.0
+            for b in range(a, p):
+                nrm[a, b] = 0.0
+        for k in range(m):
+            for a in range(d):
+                ph[a] = zz[k, a]
+            c = d
+            for a in range(d):
+                for b in range(a, d):
+                    v = ph[a] * ph[b]
+                    ph[c] = 0.5 * v if a == b else v
+                    c += 1
+            we = wt[k]
+            cr = we * (yy[k] - y0)
+            for a in range(p):
+                g = ph[a] * we
+                for b in range(a, p):
+                    nrm[a, b] += g * ph[b]
+                xs[a] += cr * ph[a]
+    for a in range(p):
+        for b in range(a + 1, p):
+            nrm[b, a] = nrm[a, b]
+    if not _cholesky(nrm, low, p, CHOL_RATIO):
+        return False
+    for r in range(p):  # forward, then back substitution (as direct_apply)
+        v = xs[r]
+        for q in range(r):
+            v -= low[r, q] * xs[q]
+        xs[r] = v / low[r, r]
+    for r in range(p - 1, -1, -1):
+        v = xs[r]
+        for q in range(r + 1, p):
+            v -= low[q, r] * xs[q]
+        xs[r] = v / low[r, r]
+    for o in range(d):
+        out[0, i, o] = xs[o] / h
+    return True
+
+
+@_jit
+def _quad_work(cap, d):
+    """Scratch of :func:`lsq2_single` for stencils of up to ``cap`` entries: that of
+    :func:`_bin_general`, then that of :func:`_quad_fit`."""
+    nq = d + d * (d + 1) // 2
+    return (np.empty((cap, d)), np.zeros(cap, dtype=np.bool_), np.empty(cap),
+            np.zeros((cap, nq)), np.empty((cap, d)), _make_work(cap, d, nq)), (
+            np.zeros(cap, dtype=np.bool_), np.empty(cap + 1), np.empty((cap, d)),
+            np.empty(cap), np.empty(cap))
+
+
+@_jit
+def lsq2_single(values, centers, table, indptr, par, na, out, flags, rings, widen_to,
+                min_points, dim_tag):
+    """:func:`drive_table` for ``lsq2``'s gradient of one slice over a CSR table (``par`` =
+    (power, cutoff, fallback power, fallback cutoff); the stencil: ``rings``, widened to
+    ``widen_to`` below ``min_points``): the same walks and fits, so the same numbers, without
+    the loops that serve several slices and uncertainties (:func:`_quad_fit`)."""
+    n = centers.shape[0]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = centers.shape[1]
+    nq = d + d * (d + 1) // 2
+    p = nq
+    rowmax = _widest_row(table, indptr, n)
+    nbr = np.empty(rowmax, dtype=np.int64)
+    slot = np.empty(rowmax, dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int64)
+    cap = max(64, 4 * rowmax)
+    ids = np.empty(cap, dtype=np.int64)
+    ring = np.empty(cap, dtype=np.int8)
+    (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
+    work.need[0] = d
+    c0 = np.empty(nq)
+    c0o = np.empty(d)
+    comb = np.eye(d, nq)
+    ph = np.empty(p)
+    nrm = np.empty((p, p))
+    low = np.empty((p, p))
+    xs = np.empty(p)
+    power = par[0]
+    cutoff = par[1]
+    v0 = values[0]
+    for i in range(n):
+        y0 = v0[i]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to, min_points,
+                                     0.0, mark, ids, ring, nbr, slot)
+        if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
+            cap = ids.shape[0]
+            (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
+            work.need[0] = d
+        for e in range(deg):
+            j = ids[e]
+            for a in range(d):
+                off[e, a] = centers[j, a] - centers[i, a]
+            y = v0[j]
+            oke = not math.isnan(y)
+            ok[e] = oke
+            yv[e] = y if oke else 0.0
+        if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm, xs,
+                     low, out, i):
+            flags[0, i] = 0
+        else:
+            flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
+                                       y0, na, wo, c0o, out, 0, i)
+    return out
+
+
+@_jit
+def lsq2_gathered(values, center, nbr_values, nbr_center, ring_of, par, na, out, flags,
+                  dim_tag):
+    """:func:`lsq2_single` on gathered stencils (the chunked path): ``nbr_center`` (n, K, d)
+    NaN at padding, ``nbr_values`` (1, n, K), ``ring_of`` (n, K). The same fits, summed in
+    the same order."""
+    n = center.shape[0]
+    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+        d = dim_tag.ndim
+    else:
+        d = center.shape[1]
+    kk = nbr_center.shape[1]
+    nq = d + d * (d + 1) // 2
+    p = nq
+    cap = max(kk, 1)
+    ring = np.empty(cap, dtype=np.int8)
+    (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
+    work.need[0] = d
+    c0 = np.empty(nq)
+    c0o = np.empty(d)
+    comb = np.eye(d, nq)
+    ph = np.empty(p)
+    nrm = np.empty((p, p))
+    low = np.empty((p, p))
+    xs = np.empty(p)
+    power = par[0]
+    cutoff = par[1]
+    for i in range(n):
+        y0 = values[0, i]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        deg = 0
+        for r in range(kk):
+            if math.isnan(nbr_center[i, r, 0]):
+                continue
+            ring[deg] = ring_of[i, r]
+            for a in range(d):
+                off[deg, a] = nbr_center[i, r, a] - center[i, a]
+            y = nbr_values[0, i, r]
+            oke = not math.isnan(y)
+            ok[deg] = oke
+            yv[deg] = y if oke else 0.0
+            deg += 1
+        if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm, xs,
+                     low, out, i):
+            flags[0, i] = 0
+        else:
+            flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
+                                       y0, na, wo, c0o, out, 0, i)
+    return out
+
+
 @_jit
 def drive_gathered(
     code, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,

@@ -90,6 +90,8 @@ class _Generic:
                   and np.array_equal(comb, np.eye(d, nq)))  # one slice's gradient
         if single and self.name == "local":
             return _local_single(job, values, par, na, out, flags)
+        if single and self.name == "lsq2":
+            return _lsq2_single(job, values, par, na, out, flags)
         single = single and self.name == "lsq"
         if job.gathered is not None and single and _ring1(job.spec):
             # the single-slice kernel on the gathered stencils (as eager, on the table)
@@ -157,6 +159,29 @@ def _local_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out:
         indptr, table = _numba.padded_to_csr(table)
     par3 = np.array([par[0], par[1], float(job.spec.radius)])
     _numba.local_single(values, centers, table, indptr, par3, na, out, flags, *tag)
+    return out, flags
+
+
+def _lsq2_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out: np.ndarray,
+                 flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``lsq2``'s gradient of one slice by its single-slice kernels (same numbers as the
+    generic drivers)."""
+    from . import _numba
+
+    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    tag = _numba.dim_tag(centers.shape[1])
+    if job.gathered is not None:
+        g = job.gathered
+        _numba.lsq2_gathered(values, centers, np.ascontiguousarray(g.values, np.float64),
+                             np.ascontiguousarray(g.center, np.float64),
+                             np.ascontiguousarray(g.ring, np.int8), par, na, out, flags, tag)
+        return out, flags
+    rings, widen, min_points, _ = stencil_arrays(job.spec)
+    table, indptr = table_arrays(job)
+    if table.ndim == 2:  # the walks visit many rows: read them without padding
+        indptr, table = _numba.padded_to_csr(table)
+    _numba.lsq2_single(values, centers, table, indptr, par, na, out, flags, rings, widen,
+                       min_points, tag)
     return out, flags
 
 
