@@ -67,7 +67,9 @@ class GatherPlan(NamedTuple):
     stencils read; ``chunks``: the chunks along bin; ``width``: K; ``apart``: the bins
     left out of the gather because their stencils are much wider than the others'
     (:func:`apart_rows`; their rows are empty here, the caller computes them apart), or
-    None.
+    None; ``local`` (bin, K) int64: the entries' positions in the concatenation of their
+    chunk's ``reach`` chunks (-1 padding), what the value gathers read (the stencil tasks
+    make it with ``ids``: no second lookup of the global positions).
     """
 
     ids: Any
@@ -78,6 +80,7 @@ class GatherPlan(NamedTuple):
     chunks: tuple[int, ...]
     width: int
     apart: Apart | None
+    local: Any
 
 
 class Apart(NamedTuple):
@@ -158,7 +161,8 @@ def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
         m = len(targets)
         return int(_numba.walk_padded(indices, indptr, centers, targets, 1, 0, 0,
                                       float(spec.radius), to_global, np.zeros(m, np.bool_),
-                                      np.empty((m, 0), np.int64), np.empty((m, 0), np.int8)))
+                                      np.empty((m, 0), np.int64), np.empty((m, 0), np.int8),
+                                      np.empty((m, 0), np.int64)))
 
     # at most 2 parts: each builds its cell index (~100 bytes per bin)
     parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 2)))
@@ -322,44 +326,68 @@ def _without_rows(indptr: np.ndarray, entries: np.ndarray, drop: np.ndarray
 def _narrow(block: np.ndarray, table: np.ndarray, drop: np.ndarray, width: int, lo: int
             ) -> np.ndarray:
     """A padded (m, k) ``block`` of the table (or of its labels, laid out like ``table``)
-    with the rows ``drop`` emptied and cut to ``width`` columns (entries moved left first
-    if the table is not left-aligned)."""
-    if not len(drop) and block.shape[1] <= width:
-        return block
+    with the rows ``drop`` emptied, the present entries of each row moved left, cut to
+    ``width`` columns (-1 padding; 0 for labels)."""
     present = table >= 0
     if len(drop):
         present = present.copy()
         present[drop] = False
-    if block.shape[1] > width and present[:, width:].any():
-        deg = present.sum(axis=1)
-        if deg.max(initial=0) > width:
-            row = lo + int(np.argmax(deg))
-            raise TessellationError(
-                f"bin {row} has {int(deg.max())} neighbours, more than the {width} measured "
-                "when the graph was built: the table changed since. Rebuild the gradient "
-                "(and recompute any stored plan)."
-            )
-        indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
-        out = pad_rows(indptr, block[present], width)
-        if block is not table:  # labels: 0 at padding
-            out = np.where(pad_rows(indptr, table[present], width) >= 0, out, 0)
-        return out
-    return np.where(present, block, -1 if block is table else 0)[:, :width]
+    deg = present.sum(axis=1)
+    if deg.max(initial=0) > width:
+        raise _too_many(lo + int(np.argmax(deg)), int(deg.max()), width)
+    indptr = np.concatenate([[0], np.cumsum(deg)]).astype(np.int64)
+    out = pad_rows(indptr, block[present], width)
+    if block is not table:  # labels: 0 at padding
+        out = np.where(pad_rows(indptr, table[present], width) >= 0, out, 0)
+    return out
 
 
-def _ring1_task(table: Any, *, lo: int, n: int, d: int, starts: np.ndarray, stops: np.ndarray,
-                indptr: np.ndarray | None, width: int, drop: np.ndarray) -> np.ndarray:
-    """The 1-ring of a chunk: its (checked) table rows, padded to ``width``; the rows
-    ``drop`` (local positions, computed apart) are left empty."""
+def _too_many(row: int, deg: int, width: int) -> TessellationError:
+    return TessellationError(
+        f"bin {row} has {deg} neighbours, more than the {width} measured when the graph was "
+        "built: the table changed since. Rebuild the gradient (and recompute any stored "
+        "plan)."
+    )
+
+
+def _offsets(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """The first local position of each of the sorted chunks [starts, stops)."""
+    return np.concatenate([[0], np.cumsum(stops - starts)[:-1]]).astype(np.int64)
+
+
+def _ring1_task(table: Any, center_parts: list[Any], *, lo: int, n: int, d: int,
+                starts: np.ndarray, stops: np.ndarray, indptr: np.ndarray | None, width: int,
+                drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 1-ring of a chunk: its (checked) table rows, left-packed and padded to ``width``
+    (the rows ``drop``, local positions computed apart, empty), as global positions ``ids``,
+    local positions ``lid`` in the chunks [starts, stops) (sorted; every entry must fall in
+    them), and the entries' centers from ``center_parts``, those chunks' centers."""
     table = np.asarray(table)
     _check_rows(table, indptr, lo, n, d)
-    if indptr is not None:
-        table = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
+    nb = compiled_kernels()
+    if nb is not None:
+        m = table.shape[0] if indptr is None else len(indptr) - 1
+        skip = np.zeros(m, dtype=np.bool_)
+        skip[drop] = True
+        ids = np.empty((m, width), dtype=np.int64)
+        lid = np.empty((m, width), dtype=np.int64)
+        local_ptr = np.zeros(0, np.int64) if indptr is None else indptr - indptr[0]
+        bad, widest = nb.ring1_rows(np.ascontiguousarray(table, dtype=np.int64), local_ptr,
+                                    skip, starts, stops, _offsets(starts, stops), ids, lid)
+        if widest > width:
+            deg = np.diff(local_ptr) if indptr is not None else (table >= 0).sum(axis=1)
+            deg[skip] = 0
+            raise _too_many(lo + int(np.argmax(deg)), int(deg.max()), width)
+        if bad >= 0:
+            raise _stale(int(ids.flat[bad]), lo + bad // width, lo, lo + m, starts)
     else:
-        table = _narrow(table, table, drop, width, lo)
-    table = table.astype(np.int64, copy=False)
-    _localize(table, starts, stops, lo)  # every entry inside the declared locality
-    return table
+        if indptr is not None:
+            ids = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
+        else:
+            ids = _narrow(table, table, drop, width, lo)
+        ids = ids.astype(np.int64, copy=False)
+        lid = _localize(ids, starts, stops, lo)  # every entry inside the declared locality
+    return ids, lid, _take(lid, center_parts, trailing=False)
 
 
 def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: int, n: int,
@@ -367,8 +395,10 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
                center_chunks: np.ndarray, indptrs: list[np.ndarray | None],
                drop: np.ndarray) -> Any:
     """Stencils (rings or radius) of a chunk, walking the loaded rows: ``(ids (m, K), ring
-    (m, K))``, or the widest stencil as a (1, 1, 1) array when ``width`` is None; the rows
-    ``drop`` (local positions, computed apart) are left empty."""
+    (m, K), lid (m, K), centers (m, K, d))`` (global positions, rings, positions in the
+    loaded centers, the entries' centers), or the widest stencil as a (1, 1, 1) array when
+    ``width`` is None; the rows ``drop`` (local positions, computed apart) are left
+    empty."""
     rows_csr = []
     loaded = []
     for part, (a, b), ip in zip(table_parts, table_chunks, indptrs, strict=True):
@@ -411,12 +441,12 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
     padded = _compiled_walk(indptr, lind, local(loaded_ids), local(targets), cstarts, cstops,
                             cdata, spec, 0 if width is None else width, drop)  # 0: sizes only
     if padded is not None:
-        widest, pids, pring = padded
+        widest, pids, pring, plid = padded
         if width is None:
             return np.array([[[widest]]])
         if widest > width:
             raise _too_wide(lo, hi, widest, width)
-        return pids, pring
+        return pids, pring, plid, _take(plid, [cdata], trailing=False)
     if isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
@@ -439,7 +469,8 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
     slots = np.arange(len(ids)) - np.repeat(sp[:-1], deg)
     pids[rows, slots] = ids
     pring[rows, slots] = ring
-    return pids, pring
+    plid = _localize(pids, cstarts, cstops, lo)
+    return pids, pring, plid, _take(plid, [cdata], trailing=False)
 
 
 def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
@@ -454,8 +485,8 @@ def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
                    ltargets: np.ndarray, cstarts: np.ndarray, cstops: np.ndarray,
                    cdata: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray) -> Any:
     """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
-    walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring)``; None without
-    numba. ``lind``: the loaded CSR entries (``indptr``) in the local numbering of the
+    walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring, lid)`` (``lid``:
+    positions in the loaded centers); None without numba. ``lind``: the loaded CSR entries (``indptr``) in the local numbering of the
     loaded centers, ``rows`` and ``ltargets`` the loaded rows and the targets in it."""
     _numba = compiled_kernels()
     if _numba is None:
@@ -482,9 +513,10 @@ def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
     skip[drop] = True
     ids = np.empty((len(ltargets), width), dtype=np.int64)
     ring = np.empty((len(ltargets), width), dtype=np.int8)
+    lid = np.empty((len(ltargets), width), dtype=np.int64)
     widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), ltargets, *args,
-                                to_global, skip, ids, ring)
-    return int(widest), ids, ring
+                                to_global, skip, ids, ring, lid)
+    return int(widest), ids, ring, lid
 
 
 def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
@@ -538,42 +570,42 @@ def _localize(ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: int) -
     return lid
 
 
-def _gather_task(ids: Any, parts: list[Any], *, chunks_: np.ndarray, lo: int, trailing: bool
-                 ) -> np.ndarray:
-    """Entries ``ids`` (m, K) of the concatenated chunks ``parts``: along their first axis
-    (centers, ``trailing=False``: (m, K, d)) or last axis (values: (..., m, K))."""
-    ids = np.asarray(ids)
-    starts = np.array([a for a, _ in chunks_], dtype=np.int64)
-    stops = np.array([b for _, b in chunks_], dtype=np.int64)
-    order = np.argsort(starts, kind="stable")
-    starts, stops = starts[order], stops[order]
-    lid = _localize(ids, starts, stops, lo)
+def _take(lid: np.ndarray, parts: list[Any], *, trailing: bool) -> np.ndarray:
+    """Entries ``lid`` (m, K; local positions, -1 padding) of the concatenated chunks
+    ``parts`` (sorted by position): along their first axis (centers, ``trailing=False``:
+    (m, K, d)) or last axis (values: (..., m, K)); NaN at padding."""
     nb = compiled_kernels()
     axis = -1 if trailing else 0
-    data = np.concatenate([np.asarray(parts[i], dtype=np.float64) for i in order], axis=axis)
+    data = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=axis)
     if nb is not None:
+        lid = np.ascontiguousarray(lid, dtype=np.int64)
         if trailing:
             flat = np.ascontiguousarray(
                 data.reshape(int(np.prod(data.shape[:-1])), data.shape[-1]))
-            out = np.empty((flat.shape[0], *ids.shape))
+            out = np.empty((flat.shape[0], *lid.shape))
             nb.take_values(lid, flat, out)
-            return out.reshape(data.shape[:-1] + ids.shape)
-        out = np.empty(ids.shape + data.shape[1:])
+            return out.reshape(data.shape[:-1] + lid.shape)
+        out = np.empty(lid.shape + data.shape[1:])
         row = int(np.prod(data.shape[1:]))
         nb.take_rows(lid, np.ascontiguousarray(data.reshape(len(data), row)),
-                     out.reshape(*ids.shape, row))
+                     out.reshape(*lid.shape, row))
         return out
     missing = lid < 0  # padding
     safe = np.maximum(lid, 0)
     if trailing:
         out = data.take(safe, axis=-1) if data.shape[-1] else np.full(
-            data.shape[:-1] + ids.shape, np.nan)
+            data.shape[:-1] + lid.shape, np.nan)
         out[..., missing] = np.nan
     else:
         out = data.take(safe, axis=0) if len(data) else np.full(
-            ids.shape + data.shape[1:], np.nan)
+            lid.shape + data.shape[1:], np.nan)
         out[missing] = np.nan
     return out
+
+
+def _take_task(lid: Any, parts: list[Any], *, trailing: bool) -> np.ndarray:
+    """A chunk's value gather (:func:`_take`)."""
+    return _take(np.asarray(lid), parts, trailing=trailing)
 
 
 def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: int,
@@ -591,7 +623,7 @@ def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: in
                         width)
     table = np.asarray(table)
     labels = np.where(table >= 0, labels, 0).astype(np.int64)
-    return _narrow(labels, table, drop, width, 0)
+    return _narrow(labels, table, drop, width, lo)
 
 
 
@@ -690,14 +722,21 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         tasks = {}
         for c in range(nc):
             r = np.array(reach[c])
-            tasks[(name, c, 0)] = (
+            tasks[(name, c, 0, 0)] = (
                 functools.partial(
                     _ring1_task, lo=int(b[c]), n=n, d=d, starts=b[r], stops=b[r + 1],
                     indptr=ip(c), width=width, drop=drop(c),
                 ),
                 tkey(c),
+                [(center.name, s, 0) for s in reach[c]],
             )
-        ids = _array(name, tasks, [table], (chunks, (width,)), np.int64)
+        # each task returns (ids, lid, centers): three arrays reading its items, no copies
+        ids, local, nbr_center = (
+            _array(f"{name}-{part}", {**tasks, **_items(name, part, i, nc, nd)},
+                   [table, center], (chunks, (width,), (d,))[:nd], dtype)
+            for i, (part, nd, dtype) in enumerate(
+                [("ids", 2, np.int64), ("local", 2, np.int64), ("center", 3, np.float64)])
+        )
         ring = da.ones((n, width), chunks=(chunks, (width,)), dtype=np.int8)
     else:
         if isinstance(spec, Radius):
@@ -745,26 +784,15 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         token = tokenize(table.name, center.name, spec, width, chunks)
         name = f"xtramgrad-walk-{token}"
         tasks = walk_tasks(name, width)
-        # each walk task returns (ids, ring): two arrays reading its items, no copies
-        ids_tasks = {(f"{name}-ids", c, 0): (operator.getitem, (name, c, 0, 0), 0)
-                     for c in range(nc)}
-        ring_tasks = {(f"{name}-ring", c, 0): (operator.getitem, (name, c, 0, 0), 1)
-                      for c in range(nc)}
-        ids = _array(f"{name}-ids", {**tasks, **ids_tasks}, [table, center], (chunks, (width,)),
-                     np.int64)
-        ring = _array(f"{name}-ring", {**tasks, **ring_tasks}, [table, center],
-                      (chunks, (width,)), np.int8)
-    _check_gather_size(width, chunks, d, spec)
-    # centers of the stencil entries
-    cname = f"xtramgrad-gather-center-{token}"
-    ctasks = {}
-    for c in range(nc):
-        ctasks[(cname, c, 0, 0)] = (
-            functools.partial(_gather_task, chunks_=rng(reach[c]), lo=int(b[c]), trailing=False),
-            (ids.name, c, 0),
-            [(center.name, s, 0) for s in reach[c]],
+        # each walk task returns (ids, ring, lid, centers): arrays reading its items
+        ids, ring, local, nbr_center = (
+            _array(f"{name}-{part}", {**tasks, **_items(name, part, i, nc, nd)},
+                   [table, center], (chunks, (width,), (d,))[:nd], dtype)
+            for i, (part, nd, dtype) in enumerate(
+                [("ids", 2, np.int64), ("ring", 2, np.int8), ("local", 2, np.int64),
+                 ("center", 3, np.float64)])
         )
-    nbr_center = _array(cname, ctasks, [ids, center], (chunks, (width,), (d,)), np.float64)
+    _check_gather_size(width, chunks, d, spec)
     label = None
     if labels:
         if not ring1:
@@ -785,7 +813,14 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             for c in range(nc)
         }
         label = _array(lname, ltasks, [lab, table], (chunks, (width,)), np.int64)
-    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, apart)
+    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, apart, local)
+
+
+def _items(name: str, part: str, i: int, nc: int, ndim: int) -> dict[Any, Any]:
+    """Tasks taking item ``i`` of each stencil task's tuple ``(name, c, 0, 0)`` as block
+    ``c`` of the array ``name-part`` (ndim dims)."""
+    return {(f"{name}-{part}", c, *(0,) * (ndim - 1)): (operator.getitem, (name, c, 0, 0), i)
+            for c in range(nc)}
 
 
 #: Largest gathered block (one chunk's stencil centers, (bins, K, d) float64) allowed, bytes
@@ -826,23 +861,19 @@ def gather_values(plan: GatherPlan, values: Any) -> Any:
     from dask.base import tokenize
 
     chunks = plan.chunks
-    b = bounds(chunks)
     if isinstance(values, da.Array):
         batch_chunks = tuple(values.chunks[:-1])
     else:
         batch_chunks = tuple((int(s),) for s in np.shape(values)[:-1])
     vals = _as_dask(values, (*batch_chunks, chunks))
-    name = f"xtramgrad-gather-values-{tokenize(vals.name, plan.ids.name)}"
+    name = f"xtramgrad-gather-values-{tokenize(vals.name, plan.local.name)}"
     tasks = {}
+    part = functools.partial(_take_task, trailing=True)
     for c in range(len(chunks)):
         r = plan.reach[c]
-        part = functools.partial(
-            _gather_task, chunks_=np.array([(b[s], b[s + 1]) for s in r], dtype=np.int64),
-            lo=int(b[c]), trailing=True,
-        )
         for blk in np.ndindex(*vals.numblocks[:-1]):
             tasks[(name, *blk, c, 0)] = (
-                part, (plan.ids.name, c, 0), [(vals.name, *blk, s) for s in r],
+                part, (plan.local.name, c, 0), [(vals.name, *blk, s) for s in r],
             )
-    return _array(name, tasks, [plan.ids, vals], (*batch_chunks, chunks, (plan.width,)),
+    return _array(name, tasks, [plan.local, vals], (*batch_chunks, chunks, (plan.width,)),
                   np.float64)

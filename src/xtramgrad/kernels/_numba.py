@@ -310,12 +310,13 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
 
 @_jit
 def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius,
-                to_global, skip, ids_out, ring_out):
+                to_global, skip, ids_out, ring_out, lid_out):
     """The stencils of ``targets`` (distinct bins; radius stencils of few of them walked,
     as in :func:`walk_stencils`) written into padded rows: ``ids_out`` (m, K) their
     entries as ``to_global[local id]`` (-1 padding), ``ring_out`` (m, K) their rings (0 at
-    padding); rows with ``skip`` are left empty. Returns the widest stencil walked: when it
-    exceeds K, the rows that did not fit are left empty and the caller raises."""
+    padding), ``lid_out`` (m, K) their local ids (-1 padding); rows with ``skip`` are left
+    empty. Returns the widest stencil walked: when it exceeds K, the rows that did not fit
+    are left empty and the caller raises."""
     n = centers.shape[0]
     m = targets.shape[0]
     width = ids_out.shape[1]
@@ -331,6 +332,7 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
         for r in range(width):
             ids_out[t, r] = -1
             ring_out[t, r] = 0
+            lid_out[t, r] = -1
         if skip[t]:
             continue
         size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
@@ -342,6 +344,7 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
         for e in range(size):
             ids_out[t, e] = to_global[buf[e]]
             ring_out[t, e] = rbuf[e]
+            lid_out[t, e] = buf[e]
     return widest
 
 
@@ -3160,6 +3163,49 @@ def localize(ids, starts, stops, offset, out):
                 c = lo - 1
             out[i, r] = g - starts[c] + offset[c]
     return -1
+
+
+@_jit
+def ring1_rows(table, indptr, skip, starts, stops, offset, ids_out, lid_out):
+    """A chunk's 1-ring stencils from its rows of a padded (``indptr`` empty) or CSR
+    (``indptr`` local) table, in one pass: ``ids_out`` (m, K) the present entries of each
+    row (left-packed, -1 padding; rows with ``skip`` empty), ``lid_out`` their positions in
+    the concatenation of the sorted chunks [``starts``, ``stops``) (as :func:`localize`).
+    Returns ``(bad, widest)``: the flat position (row * K + slot) of the first entry outside
+    every chunk, or -1, and the widest row (if more than K, the rows past K are cut and the
+    caller raises)."""
+    m, k = ids_out.shape
+    nc = starts.shape[0]
+    kmax = _widest_row(table, indptr, m)
+    nbr = np.empty(kmax, dtype=np.int64)
+    slot = np.empty(kmax, dtype=np.int64)
+    widest = 0
+    c = 0
+    for i in range(m):
+        deg = 0 if skip[i] else row(table, indptr, i, nbr, slot)
+        widest = max(widest, deg)
+        for r in range(k):
+            ids_out[i, r] = -1
+            lid_out[i, r] = -1
+        for r in range(min(deg, k)):
+            g = nbr[r]
+            ids_out[i, r] = g
+            if nc == 0:
+                return i * k + r, widest
+            if not (starts[c] <= g < stops[c]):
+                lo = 0
+                hi = nc
+                while lo < hi:  # the last chunk starting at or before g
+                    mid = (lo + hi) // 2
+                    if starts[mid] <= g:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo == 0 or g >= stops[lo - 1]:
+                    return i * k + r, widest
+                c = lo - 1
+            lid_out[i, r] = g - starts[c] + offset[c]
+    return -1, widest
 
 
 @_jit
