@@ -320,7 +320,8 @@ def test_task_count_linear_and_local():
                 read = {k[1] for k in _ancestors(graph, key) if k[0] == field}
                 assert read <= {c - 1, c, c + 1}, (c, read)
     per_chunk = [counts[c] / c for c in counts]
-    assert max(per_chunk) <= 12  # reads, stencil and its parts, gathers, positions, kernel, labelling
+    # reads, stencil and its parts, gathers, positions, kernel, labelling
+    assert max(per_chunk) <= 12
     assert max(per_chunk) / min(per_chunk) < 1.1, counts
 
 

@@ -486,8 +486,9 @@ def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
                    cdata: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray) -> Any:
     """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
     walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring, lid)`` (``lid``:
-    positions in the loaded centers); None without numba. ``lind``: the loaded CSR entries (``indptr``) in the local numbering of the
-    loaded centers, ``rows`` and ``ltargets`` the loaded rows and the targets in it."""
+    positions in the loaded centers); None without numba. ``lind``: the loaded CSR entries
+    (``indptr``) in the local numbering of the loaded centers, ``rows`` and ``ltargets``
+    the loaded rows and the targets in it."""
     _numba = compiled_kernels()
     if _numba is None:
         return None
