@@ -145,8 +145,10 @@ def stencil_width(topo: Any, spec: StencilSpec) -> int | None:
 
 def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
                    centers: np.ndarray) -> int:
-    """The largest radius stencil of an in-memory table: the compiled walk on as many
-    threads as cores (it releases the GIL), else the numpy walk."""
+    """At least the largest radius stencil of an in-memory table: the most bins within the
+    radius of any bin (a radius stencil holds the bins its walk reaches among those),
+    counted on the cells of the compiled scan, on as many threads as cores; where the
+    cells do not serve (sparse domains), the compiled walk; else the numpy walk."""
     n = len(centers)
     _numba = compiled_kernels()
     if _numba is None or n == 0:
@@ -155,17 +157,18 @@ def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
     from concurrent.futures import ThreadPoolExecutor
 
     centers = np.ascontiguousarray(centers, dtype=np.float64)
-    to_global = np.arange(n, dtype=np.int64)
+    radius = float(spec.radius)
+    ball = _numba.ball_index(indices, indptr, centers, radius)
+    parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 4)))
 
-    def widest(targets: np.ndarray) -> int:  # a 0-wide output: the walk only measures
-        m = len(targets)
-        return int(_numba.walk_padded(indices, indptr, centers, targets, 1, 0, 0,
-                                      float(spec.radius), to_global, np.zeros(m, np.bool_),
-                                      np.empty((m, 0), np.int64), np.empty((m, 0), np.int8),
-                                      np.empty((m, 0), np.int64)))
+    def widest(targets: np.ndarray) -> int:
+        if ball.ok:
+            return int(_numba.ball_counts_max(ball, centers, radius, targets))
+        m = len(targets)  # 0-wide outputs: the walk only measures
+        return int(_numba.walk_padded(indices, indptr, centers, targets, 1, 0, 0, radius,
+                                      np.zeros(m, np.bool_), np.empty((m, 0), np.int64),
+                                      np.empty((m, 0), np.int8), np.empty((m, 0, 0))))
 
-    # at most 2 parts: each builds its cell index (~100 bytes per bin)
-    parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 2)))
     with ThreadPoolExecutor(len(parts)) as pool:
         return max(pool.map(widest, parts))
 
@@ -394,41 +397,29 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
                d: int, spec: StencilSpec, width: int | None, table_chunks: np.ndarray,
                center_chunks: np.ndarray, indptrs: list[np.ndarray | None],
                drop: np.ndarray) -> Any:
-    """Stencils (rings or radius) of a chunk, walking the loaded rows: ``(ids (m, K), ring
-    (m, K), lid (m, K), centers (m, K, d))`` (global positions, rings, positions in the
-    loaded centers, the entries' centers), or the widest stencil as a (1, 1, 1) array when
-    ``width`` is None; the rows ``drop`` (local positions, computed apart) are left
-    empty."""
-    rows_csr = []
-    loaded = []
-    for part, (a, b), ip in zip(table_parts, table_chunks, indptrs, strict=True):
-        part = np.asarray(part)
+    """Stencils (rings or radius) of a chunk, walking the loaded rows: ``(lid (m, K), ring
+    (m, K), centers (m, K, d))`` (the entries' positions in the loaded centers, their
+    rings, their centers), or the widest stencil as a (1, 1, 1) array when ``width`` is
+    None; the rows ``drop`` (local positions, computed apart) are left empty. Table and
+    center chunks come sorted by position."""
+    parts = [np.asarray(p) for p in table_parts]
+    for part, (a, _), ip in zip(parts, table_chunks, indptrs, strict=True):
         if a == lo:
             _check_rows(part, ip, lo, n, d)
-        p_indptr, p_ind = as_csr(part) if ip is None else (ip - ip[0], part.astype(np.int64))
-        rows_csr.append((p_indptr, p_ind))
-        loaded.append(np.arange(a, b, dtype=np.int64))
-    order = np.argsort([a for a, _ in table_chunks], kind="stable")
-    indptr = np.zeros(1, dtype=np.int64)
-    indices = []
-    for i in order:
-        p_indptr, p_ind = rows_csr[i]
-        indptr = np.concatenate([indptr, indptr[-1] + p_indptr[1:]])
-        indices.append(p_ind)
-    ind = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-    loaded_ids = np.concatenate([loaded[i] for i in order])
-    cstarts = np.array([a for a, _ in center_chunks], dtype=np.int64)
-    cstops = np.array([b for _, b in center_chunks], dtype=np.int64)
-    corder = np.argsort(cstarts, kind="stable")
-    cstarts, cstops = cstarts[corder], cstops[corder]
-    cdata = np.concatenate([np.asarray(center_parts[i], dtype=np.float64) for i in corder])
+    cstarts = np.ascontiguousarray(center_chunks[:, 0], dtype=np.int64)
+    cstops = np.ascontiguousarray(center_chunks[:, 1], dtype=np.int64)
+    cdata = np.concatenate([np.asarray(p, dtype=np.float64) for p in center_parts])
+    m = hi - lo
+    nb = compiled_kernels()
+    if nb is not None:
+        return _compiled_walk(nb, parts, indptrs, table_chunks, cstarts, cstops, cdata, lo,
+                              hi, spec, width, drop)
+    indptr, ind, loaded_ids = _loaded_rows(parts, indptrs, table_chunks)
     targets = np.arange(lo, hi, dtype=np.int64)
-
-    # every position the walk may expand must be loaded
     local = _local_numbering(cstarts, cstops)
     lind = local(ind)
     outside = (lind < 0) & (ind >= 0)
-    if outside.any():
+    if outside.any():  # every position the walk may expand must be loaded
         raise _stale(int(ind[np.argmax(outside)]), None, lo, hi, cstarts)
 
     def center_of(ids: np.ndarray) -> np.ndarray:
@@ -437,16 +428,6 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
             raise _stale(int(ids[np.argmax(lid < 0)]), None, lo, hi, cstarts)
         return cdata[lid]
 
-    m = hi - lo
-    padded = _compiled_walk(indptr, lind, local(loaded_ids), local(targets), cstarts, cstops,
-                            cdata, spec, 0 if width is None else width, drop)  # 0: sizes only
-    if padded is not None:
-        widest, pids, pring, plid = padded
-        if width is None:
-            return np.array([[[widest]]])
-        if widest > width:
-            raise _too_wide(lo, hi, widest, width)
-        return pids, pring, plid, _take(plid, [cdata], trailing=False)
     if isinstance(spec, Radius):
         sp, ids, ring = radius_stencil(indptr, ind, cdata, targets, spec.radius,
                                        loaded=loaded_ids, center_of=center_of)
@@ -470,7 +451,22 @@ def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: 
     pids[rows, slots] = ids
     pring[rows, slots] = ring
     plid = _localize(pids, cstarts, cstops, lo)
-    return pids, pring, plid, _take(plid, [cdata], trailing=False)
+    return plid, pring, _take(plid, [cdata], trailing=False)
+
+
+def _loaded_rows(parts: list[np.ndarray], indptrs: list[np.ndarray | None],
+                 table_chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The loaded rows of the table as one CSR table ``(indptr, entries)`` (global ids) and
+    their global positions."""
+    indptr = np.zeros(1, dtype=np.int64)
+    indices = []
+    for part, ip in zip(parts, indptrs, strict=True):
+        p_indptr, p_ind = as_csr(part) if ip is None else (ip - ip[0], part.astype(np.int64))
+        indptr = np.concatenate([indptr, indptr[-1] + p_indptr[1:]])
+        indices.append(p_ind)
+    ind = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+    loaded = [np.arange(a, b, dtype=np.int64) for a, b in table_chunks]
+    return indptr, ind, np.concatenate(loaded) if loaded else np.zeros(0, np.int64)
 
 
 def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
@@ -481,43 +477,57 @@ def _too_wide(lo: int, hi: int, widest: int, width: int) -> TessellationError:
     )
 
 
-def _compiled_walk(indptr: np.ndarray, lind: np.ndarray, rows: np.ndarray,
-                   ltargets: np.ndarray, cstarts: np.ndarray, cstops: np.ndarray,
-                   cdata: np.ndarray, spec: StencilSpec, width: int, drop: np.ndarray) -> Any:
-    """The chunk's stencils by the compiled walk (same stencils, same order as the numpy
-    walk) padded to ``width``, rows ``drop`` empty: ``(widest, ids, ring, lid)`` (``lid``:
-    positions in the loaded centers); None without numba. ``lind``: the loaded CSR entries
-    (``indptr``) in the local numbering of the loaded centers, ``rows`` and ``ltargets``
-    the loaded rows and the targets in it."""
-    _numba = compiled_kernels()
-    if _numba is None:
-        return None
-    m = int((cstops - cstarts).sum())
-    deg = np.diff(indptr)
-    count = np.zeros(m, dtype=np.int64)
-    count[rows] = deg
-    lindptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(count, out=lindptr[1:])
-    if not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)) if len(rows) else rows):
-        # the loaded rows are not one run of the local numbering: move their entries
-        dst = np.repeat(lindptr[rows], deg) + (np.arange(len(lind)) - np.repeat(indptr[:-1], deg))
-        moved = np.empty(len(lind), dtype=np.int64)
-        moved[dst] = lind
-        lind = moved
+def _compiled_walk(nb: Any, parts: list[np.ndarray], indptrs: list[np.ndarray | None],
+                   table_chunks: np.ndarray, cstarts: np.ndarray, cstops: np.ndarray,
+                   cdata: np.ndarray, lo: int, hi: int, spec: StencilSpec, width: int | None,
+                   drop: np.ndarray) -> Any:
+    """:func:`_walk_task` by the compiled kernels: the loaded rows in the local numbering
+    of the loaded centers (:func:`~xtramgrad.kernels._numba.loaded_csr`), then the walks
+    (same stencils, same order as the numpy walk)."""
+    if indptrs and indptrs[0] is not None:  # CSR parts: their entries and local indptr
+        table = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+        lens = [len(ip) - 1 for ip in indptrs if ip is not None]
+        ptr = np.concatenate([[0], np.cumsum(np.concatenate(
+            [np.diff(ip) for ip in indptrs if ip is not None]))]).astype(np.int64)
+        assert len(ptr) == sum(lens) + 1
+    else:
+        table = np.ascontiguousarray(np.concatenate(parts), dtype=np.int64)
+        ptr = np.zeros(0, dtype=np.int64)
+    offset = _offsets(cstarts, cstops)
+    lindptr, lind, bad = nb.loaded_csr(
+        table, ptr, np.ascontiguousarray(table_chunks[:, 0], dtype=np.int64),
+        np.ascontiguousarray(table_chunks[:, 1], dtype=np.int64), cstarts, cstops, offset)
+    if bad >= 0:
+        raise _stale(int(bad), None, lo, hi, cstarts)
     if isinstance(spec, Radius):
         args = (1, 0, 0, float(spec.radius))
     else:
         args = (int(spec.rings), int(spec.widen_to), int(spec.min_points), 0.0)
-    to_global = np.concatenate([np.arange(a, b, dtype=np.int64)
-                                for a, b in zip(cstarts, cstops, strict=True)])
+    own = int(np.searchsorted(cstarts, lo))  # the chunk's own place among the loaded
+    ltargets = np.arange(hi - lo, dtype=np.int64) + offset[own]
     skip = np.zeros(len(ltargets), dtype=np.bool_)
     skip[drop] = True
-    ids = np.empty((len(ltargets), width), dtype=np.int64)
-    ring = np.empty((len(ltargets), width), dtype=np.int8)
-    lid = np.empty((len(ltargets), width), dtype=np.int64)
-    widest = _numba.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), ltargets, *args,
-                                to_global, skip, ids, ring, lid)
-    return int(widest), ids, ring, lid
+    k = 0 if width is None else width
+    m, d = len(ltargets), cdata.shape[1]
+    lid = np.empty((m, k), dtype=np.int64)
+    ring = np.empty((m, k), dtype=np.int8)
+    centers = np.empty((m, k, d))
+    widest = int(nb.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), ltargets, *args,
+                                skip, lid, ring, centers))
+    if width is None:
+        return np.array([[[widest]]])
+    if widest > width:
+        raise _too_wide(lo, hi, widest, width)
+    return lid, ring, centers
+
+
+def _global_ids(lid: Any, *, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Global positions of the local positions ``lid`` (-1 padding) in the sorted chunks
+    [starts, stops)."""
+    lid = np.asarray(lid)
+    offset = _offsets(starts, stops)
+    c = np.clip(np.searchsorted(offset, lid, side="right") - 1, 0, None)
+    return np.where(lid >= 0, lid - offset[c] + starts[c], -1).astype(np.int64)
 
 
 def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
@@ -785,14 +795,19 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         token = tokenize(table.name, center.name, spec, width, chunks)
         name = f"xtramgrad-walk-{token}"
         tasks = walk_tasks(name, width)
-        # each walk task returns (ids, ring, lid, centers): arrays reading its items
-        ids, ring, local, nbr_center = (
+        # each walk task returns (lid, ring, centers): arrays reading its items
+        local, ring, nbr_center = (
             _array(f"{name}-{part}", {**tasks, **_items(name, part, i, nc, nd)},
                    [table, center], (chunks, (width,), (d,))[:nd], dtype)
             for i, (part, nd, dtype) in enumerate(
-                [("ids", 2, np.int64), ("ring", 2, np.int8), ("local", 2, np.int64),
-                 ("center", 3, np.float64)])
+                [("local", 2, np.int64), ("ring", 2, np.int8), ("center", 3, np.float64)])
         )
+        gname = f"xtramgrad-stencil-ids-{token}"  # global positions, made if asked for
+        ids = _array(gname, {
+            (gname, c, 0): (functools.partial(_global_ids, starts=b[list(reach[c])],
+                                              stops=b[[s + 1 for s in reach[c]]]),
+                            (local.name, c, 0))
+            for c in range(nc)}, [local], (chunks, (width,)), np.int64)
     _check_gather_size(width, chunks, d, spec)
     label = None
     if labels:

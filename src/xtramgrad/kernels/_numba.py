@@ -309,17 +309,18 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
 
 
 @_jit
-def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius,
-                to_global, skip, ids_out, ring_out, lid_out):
+def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius, skip,
+                lid_out, ring_out, center_out):
     """The stencils of ``targets`` (distinct bins; radius stencils of few of them walked,
-    as in :func:`walk_stencils`) written into padded rows: ``ids_out`` (m, K) their
-    entries as ``to_global[local id]`` (-1 padding), ``ring_out`` (m, K) their rings (0 at
-    padding), ``lid_out`` (m, K) their local ids (-1 padding); rows with ``skip`` are left
-    empty. Returns the widest stencil walked: when it exceeds K, the rows that did not fit
-    are left empty and the caller raises."""
+    as in :func:`walk_stencils`) written into padded rows: ``lid_out`` (m, K) their
+    entries (-1 padding), ``ring_out`` (m, K) their rings (0 at padding), ``center_out``
+    (m, K, d) their centers (NaN at padding); rows with ``skip`` are left empty. Returns the
+    widest stencil walked: when it exceeds K, the rows that did not fit are left empty and
+    the caller raises. (K = 0: the widest stencil only.)"""
     n = centers.shape[0]
+    d = centers.shape[1]
     m = targets.shape[0]
-    width = ids_out.shape[1]
+    width = lid_out.shape[1]
     mark = np.full(n, -1, dtype=np.int64)
     rowmax = _widest_row(table, indptr, n)
     nbr = np.empty(rowmax, dtype=np.int64)
@@ -330,9 +331,10 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     widest = 0
     for t in range(m):
         for r in range(width):
-            ids_out[t, r] = -1
-            ring_out[t, r] = 0
             lid_out[t, r] = -1
+            ring_out[t, r] = 0
+            for a in range(d):
+                center_out[t, r, a] = np.nan
         if skip[t]:
             continue
         size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
@@ -342,10 +344,67 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
         if size > width:
             continue
         for e in range(size):
-            ids_out[t, e] = to_global[buf[e]]
+            j = buf[e]
+            lid_out[t, e] = j
             ring_out[t, e] = rbuf[e]
-            lid_out[t, e] = buf[e]
+            for a in range(d):
+                center_out[t, e, a] = centers[j, a]
     return widest
+
+
+@_jit
+def loaded_csr(table, indptr, row_starts, row_stops, starts, stops, offset):
+    """The loaded rows of a table (padded (R, k) with ``indptr`` empty, or CSR entries with
+    ``indptr`` (R + 1,)), those of the sorted chunks [``row_starts``, ``row_stops``) in
+    order, as a CSR table over the local numbering of the sorted chunks [``starts``,
+    ``stops``) (``offset``: their first local positions): ``(lindptr, lind, bad)``, rows not
+    loaded empty; ``bad`` the first global id, of a row or an entry, outside those chunks
+    (else -1). One pass to count, one to fill: what the walks of a chunk read."""
+    nl = offset[-1] + stops[-1] - starts[-1] if starts.shape[0] else 0
+    nc = starts.shape[0]
+    count = np.zeros(nl + 1, dtype=np.int64)
+    nrows = 0
+    for p in range(row_starts.shape[0]):
+        nrows += row_stops[p] - row_starts[p]
+    kmax = _widest_row(table, indptr, nrows)
+    nbr = np.empty(kmax, dtype=np.int64)
+    slot = np.empty(kmax, dtype=np.int64)
+    row_local = np.empty(nrows, dtype=np.int64)
+    r = 0
+    c = 0
+    for p in range(row_starts.shape[0]):
+        for g in range(row_starts[p], row_stops[p]):
+            while c < nc and stops[c] <= g:
+                c += 1
+            if c == nc or g < starts[c]:
+                return count[:1], count[:0], g
+            lr = g - starts[c] + offset[c]
+            row_local[r] = lr
+            count[lr + 1] = row(table, indptr, r, nbr, slot)
+            r += 1
+    for q in range(nl):
+        count[q + 1] += count[q]
+    lind = np.empty(count[nl], dtype=np.int64)
+    c = 0
+    for r in range(nrows):
+        deg = row(table, indptr, r, nbr, slot)
+        at = count[row_local[r]]
+        for e in range(deg):
+            g = nbr[e]
+            if not (c < nc and starts[c] <= g < stops[c]):
+                lo = 0
+                hi = nc
+                while lo < hi:  # the last chunk starting at or before g
+                    mid = (lo + hi) // 2
+                    if starts[mid] <= g:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo == 0 or g >= stops[lo - 1]:
+                    return count, lind, g
+                c = lo - 1
+            lind[at + e] = g - starts[c] + offset[c]
+    return count, lind, -1
 
 
 @_jit
@@ -697,6 +756,18 @@ def _ball_capped(i, ball, table, indptr, centers, radius, mark, ids, ring_of, nb
                                     nbr, slot):
         return -2
     return size
+
+
+@_jit
+def ball_counts_max(ball, centers, radius, targets):
+    """The most bins within ``radius`` of any of ``targets`` (themselves left out), by the
+    scan of the cells: at least the largest of their radius stencils."""
+    pos = np.empty(ball.pos.shape[0], dtype=np.uint64)  # scratch of its own: threads
+    best = 0
+    for t in range(targets.shape[0]):
+        best = max(best, _scan_cells(targets[t], ball.start, ball.pc, ball.key, ball.dims,
+                                     ball.where, centers, radius * radius, pos))
+    return best
 
 
 @_jit
