@@ -274,8 +274,8 @@ def stencil_sizes(table, indptr, centers, rings, widen_to, min_points, radius, o
 @_jit
 def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, radius):
     """The stencils of ``targets`` (distinct bins) as CSR ``(sindptr, ids, ring)``, in the
-    order of :mod:`.stencil`. Radius stencils of fewer than 1/16 of the bins are walked
-    (building the cell index, ~0.25 us per bin, would cost more than it saves)."""
+    order of :mod:`.stencil` (radius stencils: from the cells of the bins near the
+    targets, :func:`ball_index_near`)."""
     n = centers.shape[0]
     mark = np.full(n, -1, dtype=np.int64)
     rowmax = _widest_row(table, indptr, n)
@@ -287,7 +287,7 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
     sindptr = np.zeros(m + 1, dtype=np.int64)
     ids = np.empty(max(16, m * rowmax), dtype=np.int64)
     ring = np.empty(ids.shape[0], dtype=np.int8)
-    ball = ball_index(table, indptr, centers, radius if 16 * m >= n else 0.0)  # (see above)
+    ball = ball_index_near(table, indptr, centers, radius, targets)
     pos = 0
     for t in range(m):
         size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
@@ -311,8 +311,8 @@ def walk_stencils(table, indptr, centers, targets, rings, widen_to, min_points, 
 @_jit
 def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, radius, skip,
                 lid_out, ring_out, center_out):
-    """The stencils of ``targets`` (distinct bins; radius stencils of few of them walked,
-    as in :func:`walk_stencils`) written into padded rows: ``lid_out`` (m, K) their
+    """The stencils of ``targets`` (distinct bins), as in :func:`walk_stencils`, written
+    into padded rows: ``lid_out`` (m, K) their
     entries (-1 padding), ``ring_out`` (m, K) their rings (0 at padding), ``center_out``
     (m, K, d) their centers (NaN at padding); rows with ``skip`` are left empty. Returns the
     widest stencil walked: when it exceeds K, the rows that did not fit are left empty and
@@ -327,28 +327,28 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     slot = np.empty(rowmax, dtype=np.int64)
     buf = np.empty(max(16, width), dtype=np.int64)
     rbuf = np.empty(buf.shape[0], dtype=np.int8)
-    ball = ball_index(table, indptr, centers, radius if 16 * m >= n else 0.0)
+    ball = ball_index_near(table, indptr, centers, radius, targets)
     widest = 0
     for t in range(m):
-        for r in range(width):
-            lid_out[t, r] = -1
-            ring_out[t, r] = 0
-            for a in range(d):
-                center_out[t, r, a] = np.nan
-        if skip[t]:
-            continue
-        size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
-                                      widen_to, min_points, radius, mark, buf, rbuf, nbr,
-                                      slot)
-        widest = max(widest, size)
+        size = 0
+        if not skip[t]:
+            size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
+                                          widen_to, min_points, radius, mark, buf, rbuf,
+                                          nbr, slot)
+            widest = max(widest, size)
         if size > width:
-            continue
+            size = 0  # (left empty: the caller raises)
         for e in range(size):
             j = buf[e]
             lid_out[t, e] = j
             ring_out[t, e] = rbuf[e]
             for a in range(d):
                 center_out[t, e, a] = centers[j, a]
+        for e in range(size, width):
+            lid_out[t, e] = -1
+            ring_out[t, e] = 0
+            for a in range(d):
+                center_out[t, e, a] = np.nan
     return widest
 
 
@@ -561,40 +561,82 @@ def ball_index(table, indptr, centers, radius):
     in-neighbours (reverse CSR) and their bounds; ``ok`` False (the walk decides every
     stencil, sorted by cell) when ``radius`` <= 0, or when the cells would outnumber the
     bins by far or their indices would lose precision."""
+    return _ball_of(table, indptr, centers, radius, np.ones(centers.shape[0], np.bool_))
+
+
+@_jit
+def ball_index_near(table, indptr, centers, radius, targets):
+    """:func:`ball_index` over the bins near ``targets`` only (those in their bounding box
+    grown by ``radius``): what the radius stencils of ``targets`` read. The stencils are
+    the same: every bin within ``radius`` of a target is in the cells, and so is every
+    in-neighbour the proof of :func:`_prove_pending` looks for (closer to the target than
+    a member); fewer in-neighbours can only fail a proof, and the walk then decides, in the
+    same order. (A chunk's walk loads its whole halo: this indexes a fraction of it.)"""
+    n, d = centers.shape
+    lo = np.full(d, np.inf)
+    hi = np.full(d, -np.inf)
+    for t in range(targets.shape[0]):
+        for a in range(d):
+            lo[a] = min(lo[a], centers[targets[t], a])
+            hi[a] = max(hi[a], centers[targets[t], a])
+    grow = radius * (1.0 + BALL_SLACK) * 2.0  # (a margin far above rounding)
+    keep = np.zeros(n, dtype=np.bool_)
+    for i in range(n if radius > 0.0 else 0):
+        near = True
+        finite = True
+        for a in range(d):
+            v = centers[i, a]
+            near &= lo[a] - grow <= v <= hi[a] + grow
+            finite &= math.isfinite(v)
+        keep[i] = near or not finite  # (a center not finite: no cells, as over all bins)
+    return _ball_of(table, indptr, centers, radius, keep)
+
+
+@_jit
+def _ball_of(table, indptr, centers, radius, keep):
+    """:func:`ball_index` over the bins ``keep`` (the others: in no cell, their rows and
+    in-neighbours ignored)."""
     n, d = centers.shape
     side = radius * (1.0 + BALL_SLACK)
     lo = np.zeros(3, dtype=np.int64)
     dims = np.ones(3, dtype=np.int64)
     cmax = 0.0
     finite = True
+    kept = 0
     for i in range(n if radius > 0.0 else 0):
+        if not keep[i]:
+            continue
+        kept += 1
         for a in range(d):
             v = centers[i, a]
             finite &= math.isfinite(v)
             cmax = max(cmax, abs(v))
-    ok = radius > 0.0 and n > 0 and d <= 3 and finite and cmax / side < 1e9
+    ok = radius > 0.0 and kept > 0 and d <= 3 and finite and cmax / side < 1e9
     key = np.zeros(n if ok else 0, dtype=np.int64)
     if ok:
         for a in range(d):
             lo_a = np.inf
             hi_a = -np.inf
             for i in range(n):
-                f = math.floor(centers[i, a] / side)
-                lo_a = min(lo_a, f)
-                hi_a = max(hi_a, f)
+                if keep[i]:
+                    f = math.floor(centers[i, a] / side)
+                    lo_a = min(lo_a, f)
+                    hi_a = max(hi_a, f)
             lo[a] = int(lo_a)
             dims[a] = int(hi_a) - int(lo_a) + 1
-        limit = 4 * n + 64  # cells at most: beyond, the walk decides (no overflow below)
+        limit = 4 * kept + 64  # cells at most: beyond, the walk decides (no overflow below)
         total = 1
         for a in range(d):
             ok = ok and dims[a] <= limit // total
             total *= dims[a] if ok else 1
     ncell = dims[0] * dims[1] * dims[2] if ok else 0
     start = np.zeros(ncell + 1, dtype=np.int64)
-    order = np.empty(n if ok else 0, dtype=np.int64)
-    pc = np.empty((d, n if ok else 0))  # by axis: the scan reads each contiguously
+    order = np.empty(kept if ok else 0, dtype=np.int64)
+    pc = np.empty((d, kept if ok else 0))  # by axis: the scan reads each contiguously
     if ok:
         for i in range(n):
+            if not keep[i]:
+                continue
             k = 0
             stride = 1
             for a in range(d):
@@ -606,6 +648,8 @@ def ball_index(table, indptr, centers, radius):
             start[c + 1] += start[c]
         fill = start[:-1].copy()
         for i in range(n):  # stable: by bin within a cell
+            if not keep[i]:
+                continue
             p = fill[key[i]]
             fill[key[i]] += 1
             order[p] = i
@@ -618,25 +662,27 @@ def ball_index(table, indptr, centers, radius):
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
     for i in range(m):
-        src, a, b = row_span(table, indptr, i, nbr, slot)
-        for e in range(a, b):
-            rptr[src[e] + 1] += 1
+        if keep[i]:
+            src, a, b = row_span(table, indptr, i, nbr, slot)
+            for e in range(a, b):
+                rptr[src[e] + 1] += 1
     for i in range(m):
         rptr[i + 1] += rptr[i]
     rind = np.empty(rptr[m], dtype=np.int64)
     fill = rptr[:-1].copy()
     for i in range(m):
-        src, a, b = row_span(table, indptr, i, nbr, slot)
-        for e in range(a, b):
-            j = src[e]
-            rind[fill[j]] = i
-            fill[j] += 1
-    rho2 = np.empty(m)
+        if keep[i]:
+            src, a, b = row_span(table, indptr, i, nbr, slot)
+            for e in range(a, b):
+                j = src[e]
+                rind[fill[j]] = i
+                fill[j] += 1
+    rho2 = np.empty(order.shape[0])
     widest = 32  # in-neighbours at most for a bound (beyond: inf)
     ox = np.empty(widest)
     oy = np.empty(widest)
     ang = np.empty(widest)
-    for p in range(m):  # in cell order, as the scan reads them
+    for p in range(order.shape[0]):  # in cell order, as the scan reads them
         rho2[p] = _in_cell_bound(centers, rptr, rind, order[p], radius, ox, oy, ang)
     # scratch of the scan: the most bins any 3^d block of cells holds
     most = 0
