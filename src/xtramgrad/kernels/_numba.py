@@ -331,19 +331,32 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     widest = 0
     for t in range(m):
         size = 0
+        cells = False  # from the cells: the centers read in their order (contiguous)
         if not skip[t]:
-            size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers, rings,
-                                          widen_to, min_points, radius, mark, buf, rbuf,
-                                          nbr, slot)
+            if ball.ok:
+                size = _ball_capped(targets[t], ball, table, indptr, centers, radius, mark,
+                                    buf, rbuf, nbr, slot)
+                cells = size >= 0
+            if not cells:
+                size, buf, rbuf = _stencil_of(targets[t], ball, table, indptr, centers,
+                                              rings, widen_to, min_points, radius, mark, buf,
+                                              rbuf, nbr, slot)
             widest = max(widest, size)
         if size > width:
             size = 0  # (left empty: the caller raises)
         for e in range(size):
-            j = buf[e]
-            lid_out[t, e] = j
+            lid_out[t, e] = buf[e]
             ring_out[t, e] = rbuf[e]
-            for a in range(d):
-                center_out[t, e, a] = centers[j, a]
+        if cells:
+            for e in range(size):
+                q = ball.pos[e]
+                for a in range(d):
+                    center_out[t, e, a] = ball.pc[a, q]
+        else:
+            for e in range(size):
+                j = buf[e]
+                for a in range(d):
+                    center_out[t, e, a] = centers[j, a]
         for e in range(size, width):
             lid_out[t, e] = -1
             ring_out[t, e] = 0
