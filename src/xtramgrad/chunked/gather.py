@@ -360,37 +360,43 @@ def _offsets(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 def _ring1_task(table: Any, center_parts: list[Any], *, lo: int, n: int, d: int,
                 starts: np.ndarray, stops: np.ndarray, indptr: np.ndarray | None, width: int,
-                drop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The 1-ring of a chunk: its (checked) table rows, left-packed and padded to ``width``
-    (the rows ``drop``, local positions computed apart, empty), as global positions ``ids``,
-    local positions ``lid`` in the chunks [starts, stops) (sorted; every entry must fall in
-    them), and the entries' centers from ``center_parts``, those chunks' centers."""
+    (the rows ``drop``, local positions computed apart, empty), as local positions ``lid``
+    in the chunks [starts, stops) (sorted; every entry must fall in them), and the entries'
+    centers from ``center_parts``, those chunks' centers. (Their global ids, if asked for,
+    are :func:`_global_ids` of ``lid``.)"""
     table = np.asarray(table)
-    _check_rows(table, indptr, lo, n, d)
     nb = compiled_kernels()
-    if nb is not None:
-        m = table.shape[0] if indptr is None else len(indptr) - 1
-        skip = np.zeros(m, dtype=np.bool_)
-        skip[drop] = True
-        ids = np.empty((m, width), dtype=np.int64)
-        lid = np.empty((m, width), dtype=np.int64)
-        local_ptr = np.zeros(0, np.int64) if indptr is None else indptr - indptr[0]
-        bad, widest = nb.ring1_rows(np.ascontiguousarray(table, dtype=np.int64), local_ptr,
-                                    skip, starts, stops, _offsets(starts, stops), ids, lid)
-        if widest > width:
-            deg = np.diff(local_ptr) if indptr is not None else (table >= 0).sum(axis=1)
-            deg[skip] = 0
-            raise _too_many(lo + int(np.argmax(deg)), int(deg.max()), width)
-        if bad >= 0:
-            raise _stale(int(ids.flat[bad]), lo + bad // width, lo, lo + m, starts)
-    else:
+    if nb is None or table.dtype.kind not in "iu":
+        _check_rows(table, indptr, lo, n, d)
         if indptr is not None:
             ids = pad_rows(*_without_rows(indptr - indptr[0], table, drop), width)
         else:
             ids = _narrow(table, table, drop, width, lo)
-        ids = ids.astype(np.int64, copy=False)
-        lid = _localize(ids, starts, stops, lo)  # every entry inside the declared locality
-    return ids, lid, _take(lid, center_parts, trailing=False)
+        lid = _localize(ids.astype(np.int64, copy=False), starts, stops, lo)
+        return lid, _take(lid, center_parts, trailing=False)
+    m = table.shape[0] if indptr is None else len(indptr) - 1
+    if table.size and (table.min() < (-1 if indptr is None else 0) or table.max() >= n):
+        _check_rows(table, indptr, lo, n, d)  # raises: a value out of range
+    skip = np.zeros(m, dtype=np.bool_)
+    skip[drop] = True
+    lid = np.empty((m, width), dtype=np.int64)
+    data = np.concatenate([np.asarray(p, dtype=np.float64) for p in center_parts])
+    centers = np.empty((m, width, data.shape[1]))
+    local_ptr = np.zeros(0, np.int64) if indptr is None else indptr - indptr[0]
+    bad, row, widest, suspect = nb.ring1_rows(np.ascontiguousarray(table, dtype=np.int64),
+                                              local_ptr, skip, lo, starts, stops,
+                                              _offsets(starts, stops), data, lid, centers)
+    if suspect or bad >= 0 or widest > width:
+        _check_rows(table, indptr, lo, n, d)  # the rows' own problems come first
+    if widest > width:
+        deg = np.diff(local_ptr) if indptr is not None else (table >= 0).sum(axis=1)
+        deg[skip] = 0
+        raise _too_many(lo + int(np.argmax(deg)), int(deg.max()), width)
+    if bad >= 0:
+        raise _stale(int(bad), lo + int(row), lo, lo + m, starts)
+    return lid, centers
 
 
 def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: int, n: int,
@@ -741,12 +747,12 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
                 tkey(c),
                 [(center.name, s, 0) for s in reach[c]],
             )
-        # each task returns (ids, lid, centers): three arrays reading its items, no copies
-        ids, local, nbr_center = (
+        # each task returns (lid, centers): two arrays reading its items, no copies
+        local, nbr_center = (
             _array(f"{name}-{part}", {**tasks, **_items(name, part, i, nc, nd)},
                    [table, center], (chunks, (width,), (d,))[:nd], dtype)
             for i, (part, nd, dtype) in enumerate(
-                [("ids", 2, np.int64), ("local", 2, np.int64), ("center", 3, np.float64)])
+                [("local", 2, np.int64), ("center", 3, np.float64)])
         )
         ring = da.ones((n, width), chunks=(chunks, (width,)), dtype=np.int8)
     else:
@@ -802,12 +808,12 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             for i, (part, nd, dtype) in enumerate(
                 [("local", 2, np.int64), ("ring", 2, np.int8), ("center", 3, np.float64)])
         )
-        gname = f"xtramgrad-stencil-ids-{token}"  # global positions, made if asked for
-        ids = _array(gname, {
-            (gname, c, 0): (functools.partial(_global_ids, starts=b[list(reach[c])],
-                                              stops=b[[s + 1 for s in reach[c]]]),
-                            (local.name, c, 0))
-            for c in range(nc)}, [local], (chunks, (width,)), np.int64)
+    gname = f"xtramgrad-stencil-ids-{token}"  # global positions, made if asked for
+    ids = _array(gname, {
+        (gname, c, 0): (functools.partial(_global_ids, starts=b[list(reach[c])],
+                                          stops=b[[s + 1 for s in reach[c]]]),
+                        (local.name, c, 0))
+        for c in range(nc)}, [local], (chunks, (width,)), np.int64)
     _check_gather_size(width, chunks, d, spec)
     label = None
     if labels:

@@ -414,6 +414,11 @@ def _block_refs(table: np.ndarray, block: int, n: int) -> np.ndarray:
     nb = -(-n // block)
     if t.size == 0 or nb == 0:
         return np.zeros(0, dtype=np.int64)
+    from ..kernels.engine import compiled_kernels
+
+    compiled = compiled_kernels()
+    if compiled is not None and t.dtype.kind in "iu":
+        return compiled.block_refs(np.ascontiguousarray(t, dtype=np.int64), int(block), int(n))
     if t.min() < -1 or t.max() >= n:
         t = t[(t >= -1) & (t < n)]
     # -1 (padding) counts in bucket 0, block b in bucket b + 1

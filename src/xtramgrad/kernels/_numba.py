@@ -3296,46 +3296,81 @@ def localize(ids, starts, stops, offset, out):
 
 
 @_jit
-def ring1_rows(table, indptr, skip, starts, stops, offset, ids_out, lid_out):
+def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, center_out):
     """A chunk's 1-ring stencils from its rows of a padded (``indptr`` empty) or CSR
-    (``indptr`` local) table, in one pass: ``ids_out`` (m, K) the present entries of each
-    row (left-packed, -1 padding; rows with ``skip`` empty), ``lid_out`` their positions in
-    the concatenation of the sorted chunks [``starts``, ``stops``) (as :func:`localize`).
-    Returns ``(bad, widest)``: the flat position (row * K + slot) of the first entry outside
-    every chunk, or -1, and the widest row (if more than K, the rows past K are cut and the
-    caller raises)."""
-    m, k = ids_out.shape
+    (``indptr`` local) table (the chunk's first bin: ``lo``), in one pass: ``lid_out``
+    (m, K) the positions of each row's present entries (left-packed, -1 padding; rows with
+    ``skip`` empty) in the concatenation of the sorted chunks [``starts``, ``stops``) (as
+    :func:`localize`), and ``center_out`` (m, K, d) their rows of ``data`` (the loaded
+    centers; NaN at padding: :func:`take_rows`). Returns ``(bad, row, widest, suspect)``:
+    the global id of the first entry outside every chunk and its row (local), or -1, -1;
+    the widest row (if more than K, the rows past K are cut and the caller raises); and
+    whether some row may hold a self-loop or a duplicate (the caller's full check says
+    which: rows wider than 32 are flagged unchecked)."""
+    m, k = lid_out.shape
+    d = data.shape[1]
     nc = starts.shape[0]
     kmax = _widest_row(table, indptr, m)
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
     widest = 0
+    suspect = False
     c = 0
     for i in range(m):
-        deg = 0 if skip[i] else row(table, indptr, i, nbr, slot)
+        deg = row(table, indptr, i, nbr, slot)
+        me = lo + i
+        if deg > 32:
+            suspect = True
+        else:
+            for e in range(deg):
+                g = nbr[e]
+                hit = g == me
+                for f in range(e):
+                    hit |= nbr[f] == g
+                suspect |= hit
+        if skip[i]:
+            deg = 0
         widest = max(widest, deg)
-        for r in range(k):
-            ids_out[i, r] = -1
-            lid_out[i, r] = -1
         for r in range(min(deg, k)):
             g = nbr[r]
-            ids_out[i, r] = g
             if nc == 0:
-                return i * k + r, widest
+                return g, i, widest, suspect
             if not (starts[c] <= g < stops[c]):
-                lo = 0
-                hi = nc
-                while lo < hi:  # the last chunk starting at or before g
-                    mid = (lo + hi) // 2
+                a = 0
+                b = nc
+                while a < b:  # the last chunk starting at or before g
+                    mid = (a + b) // 2
                     if starts[mid] <= g:
-                        lo = mid + 1
+                        a = mid + 1
                     else:
-                        hi = mid
-                if lo == 0 or g >= stops[lo - 1]:
-                    return i * k + r, widest
-                c = lo - 1
-            lid_out[i, r] = g - starts[c] + offset[c]
-    return -1, widest
+                        b = mid
+                if a == 0 or g >= stops[a - 1]:
+                    return g, i, widest, suspect
+                c = a - 1
+            j = g - starts[c] + offset[c]
+            lid_out[i, r] = j
+            for a in range(d):
+                center_out[i, r, a] = data[j, a]
+        for r in range(min(deg, k), k):
+            lid_out[i, r] = -1
+            for a in range(d):
+                center_out[i, r, a] = np.nan
+    return -1, -1, widest, suspect
+
+
+@_jit
+def block_refs(table, block, n):
+    """The blocks of ``block`` bins that the entries of ``table`` (any shape, flattened)
+    point into, sorted; entries outside 0..n-1 are ignored (see
+    ``xtramgrad.chunked.locality._block_refs``)."""
+    nb = -(-n // block)
+    hit = np.zeros(nb, dtype=np.bool_)
+    flat = table.reshape(-1)
+    for e in range(flat.shape[0]):
+        j = flat[e]
+        if 0 <= j < n:
+            hit[j // block] = True
+    return np.flatnonzero(hit).astype(np.int64)
 
 
 @_jit
