@@ -21,7 +21,11 @@ Usage::
 
     python benchmarks/out_of_core.py                  # 1e6, 1e7 and 1e8 (needs ~12 GB disk)
     python benchmarks/out_of_core.py --sizes 1e6 1e7  # a subset
-    python benchmarks/out_of_core.py --chunk 262144 --workdir /tmp/ooc --keep
+    python benchmarks/out_of_core.py --chunk 262144 --workdir /tmp/ooc --keep --repeat 5
+
+Each child (floor and gradient) runs ``--repeat`` times, alternating, in fresh processes;
+the fastest of each is kept (these machines are shared: single runs vary by 30%) and the
+largest peak memory.
 
 The stores go to ``benchmarks/_work`` (git-ignored) and are deleted at the end unless
 ``--keep``.
@@ -84,6 +88,7 @@ def child_write(n: int, chunk: int, store: str) -> dict:
 def child_grad(n: int, store: str, out: str) -> dict:
     import logging
 
+    import dask.array  # noqa: F401  (imported before the clock, as in the floor's child)
     import xarray as xr
 
     import xtramgrad  # noqa: F401  (the accessor)
@@ -170,6 +175,11 @@ def main() -> None:
         help="where the zarr stores go (default benchmarks/_work, git-ignored)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument(
+        "--repeat", type=int, default=3,
+        help="runs of the floor and of the gradient, alternating (fastest kept; peak RSS: "
+             "the largest)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,8 +223,14 @@ def main() -> None:
         for path in (store, out, floor_out):
             shutil.rmtree(path, ignore_errors=True)
         w, w_rss = run_child(["write", str(n), str(args.chunk), store])
-        f, f_rss = run_child(["floor", str(n), store, floor_out])
-        g, g_rss = run_child(["grad", str(n), store, out])
+        f, g, f_rss, g_rss = None, None, 0.0, 0.0
+        for _ in range(args.repeat):  # side by side, alternating; the fastest of each kept
+            fi, fi_rss = run_child(["floor", str(n), store, floor_out])
+            gi, gi_rss = run_child(["grad", str(n), store, out])
+            f = fi if f is None or fi["wall"] < f["wall"] else f
+            g = gi if g is None or gi["wall"] < g["wall"] else g
+            f_rss, g_rss = max(f_rss, fi_rss), max(g_rss, gi_rss)
+        assert f is not None and g is not None
         c, _ = run_child(["check", str(n), store, out], required=False)
         per_bin = g["wall"] / n * 1e6
         rows[n] = {"write": w, "grad": g, "floor": f, "write_rss": w_rss, "grad_rss": g_rss,

@@ -3366,10 +3366,15 @@ def block_refs(table, block, n):
     nb = -(-n // block)
     hit = np.zeros(nb, dtype=np.bool_)
     flat = table.reshape(-1)
+    lo = 0  # the block of the last entry: most entries fall in it (no division)
+    hi = 0
     for e in range(flat.shape[0]):
         j = flat[e]
-        if 0 <= j < n:
-            hit[j // block] = True
+        if (j < lo or j >= hi) and 0 <= j < n:
+            b = j // block
+            hit[b] = True
+            lo = b * block
+            hi = lo + block
     return np.flatnonzero(hit).astype(np.int64)
 
 
