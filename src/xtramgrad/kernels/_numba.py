@@ -584,7 +584,8 @@ def ball_index_near(table, indptr, centers, radius, targets):
     the same: every bin within ``radius`` of a target is in the cells, and so is every
     in-neighbour the proof of :func:`_prove_pending` looks for (closer to the target than
     a member); fewer in-neighbours can only fail a proof, and the walk then decides, in the
-    same order. (A chunk's walk loads its whole halo: this indexes a fraction of it.)"""
+    same order. (A chunk's walk loads its whole halo: this indexes a fraction of it.) When
+    the bins near the targets outnumber them 16 to 1, no cells: the walk decides."""
     n, d = centers.shape
     lo = np.full(d, np.inf)
     hi = np.full(d, -np.inf)
@@ -594,6 +595,7 @@ def ball_index_near(table, indptr, centers, radius, targets):
             hi[a] = max(hi[a], centers[targets[t], a])
     grow = radius * (1.0 + BALL_SLACK) * 2.0  # (a margin far above rounding)
     keep = np.zeros(n, dtype=np.bool_)
+    kept = 0
     for i in range(n if radius > 0.0 else 0):
         near = True
         finite = True
@@ -602,7 +604,11 @@ def ball_index_near(table, indptr, centers, radius, targets):
             near &= lo[a] - grow <= v <= hi[a] + grow
             finite &= math.isfinite(v)
         keep[i] = near or not finite  # (a center not finite: no cells, as over all bins)
-    return _ball_of(table, indptr, centers, radius, keep)
+        kept += keep[i]
+    # few targets spread out (a sample): indexing their box would cost more than walking
+    # (~0.25 us per bin indexed): the walk decides
+    return _ball_of(table, indptr, centers, radius if kept <= 16 * targets.shape[0] else 0.0,
+                    keep)
 
 
 @_jit
