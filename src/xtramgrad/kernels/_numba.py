@@ -926,6 +926,38 @@ def _cholesky_solve_unit(low, p, col, x):
         x[r] = s / low[r, r]
 
 
+@_inline
+def _normal_solve(nrm, low, xs, p):
+    """Solve the normal equations ``nrm x = xs`` in place (``nrm``: its upper triangle,
+    mirrored here) by :func:`_cholesky`, forward then back substitution (as
+    :func:`direct_apply`); False where the factor is not well conditioned."""
+    for a in range(p):
+        for b in range(a + 1, p):
+            nrm[b, a] = nrm[a, b]
+    if not _cholesky(nrm, low, p, CHOL_RATIO):
+        return False
+    for r in range(p):
+        v = xs[r]
+        for q in range(r):
+            v -= low[r, q] * xs[q]
+        xs[r] = v / low[r, r]
+    for r in range(p - 1, -1, -1):
+        v = xs[r]
+        for q in range(r + 1, p):
+            v -= low[q, r] * xs[q]
+        xs[r] = v / low[r, r]
+    return True
+
+
+@_inline
+def _solve_scratch(d, nq, p):
+    """Scratch of the single-slice fits: ``(c0, c0o, comb, ph, nrm, low, xs)``, the
+    general path's center row, its output, the output combination (d, nq), then the
+    direct fit's design row, normal matrix, factor and right-hand side (p)."""
+    return (np.empty(nq), np.empty(d), np.eye(d, nq), np.empty(p), np.empty((p, p)),
+            np.empty((p, p)), np.empty(p))
+
+
 @_jit
 def _ls_solve(m, p, phi, wt, constrained, cw, out_cols, nq, pinv_rows, work_normal, low, x):
     """Rows ``out_cols`` of the pseudo-inverse map of a weighted least-squares fit.
@@ -2201,22 +2233,9 @@ def _gauss_solve(d, p, m, degree, h, nrm, xs, low, out, i):
     entry, a quadratic without redundancy, a factor not well conditioned)."""
     if m == 0 or (degree == 2 and m + 1 <= p):
         return False
-    for a in range(p):
-        for b in range(a + 1, p):
-            nrm[b, a] = nrm[a, b]
     nrm[0, 0] += 1.0  # the bin's own value, weight 1
-    if not _cholesky(nrm, low, p, CHOL_RATIO):
+    if not _normal_solve(nrm, low, xs, p):
         return False
-    for r in range(p):  # forward, then back substitution (as direct_apply)
-        v = xs[r]
-        for q in range(r):
-            v -= low[r, q] * xs[q]
-        xs[r] = v / low[r, r]
-    for r in range(p - 1, -1, -1):
-        v = xs[r]
-        for q in range(r + 1, p):
-            v -= low[q, r] * xs[q]
-        xs[r] = v / low[r, r]
     for o in range(d):
         out[0, i, o] = xs[1 + o] / h
     return True
@@ -2266,14 +2285,8 @@ def local_single(values, centers, table, indptr, par, na, out, flags, dim_tag, d
     cap = max(64, ball.pos.shape[0])
     (ids, off, ok, yv, ring, w, wo, work), (zz, rr, yy, wt) = _local_work(cap, d)
     work.need[0] = d
-    c0 = np.empty(d + 1)
-    c0o = np.empty(d)
-    comb = np.eye(d, d + 1)
+    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, d + 1, p)
     o = np.empty(d)
-    ph = np.empty(p)
-    nrm = np.empty((p, p))
-    low = np.empty((p, p))
-    xs = np.empty(p)
     pos = ball.pos
     pend = ball.pend
     rho2 = ball.rho2
@@ -2353,14 +2366,8 @@ def local_gathered(values, center, nbr_values, nbr_center, par, na, out, flags, 
     cap = max(kk, 1)
     (ids, off, ok, yv, ring, w, wo, work), (zz, rr, yy, wt) = _local_work(cap, d)
     work.need[0] = d
-    c0 = np.empty(d + 1)
-    c0o = np.empty(d)
-    comb = np.eye(d, d + 1)
+    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, d + 1, p)
     o = np.empty(d)
-    ph = np.empty(p)
-    nrm = np.empty((p, p))
-    low = np.empty((p, p))
-    xs = np.empty(p)
     for i in range(n):
         y0 = values[0, i]
         if math.isnan(y0):
@@ -2497,21 +2504,8 @@ def _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, 
                 for b in range(a, p):
                     nrm[a, b] += g * ph[b]
                 xs[a] += cr * ph[a]
-    for a in range(p):
-        for b in range(a + 1, p):
-            nrm[b, a] = nrm[a, b]
-    if not _cholesky(nrm, low, p, CHOL_RATIO):
+    if not _normal_solve(nrm, low, xs, p):
         return False
-    for r in range(p):  # forward, then back substitution (as direct_apply)
-        v = xs[r]
-        for q in range(r):
-            v -= low[r, q] * xs[q]
-        xs[r] = v / low[r, r]
-    for r in range(p - 1, -1, -1):
-        v = xs[r]
-        for q in range(r + 1, p):
-            v -= low[q, r] * xs[q]
-        xs[r] = v / low[r, r]
     for o in range(d):
         out[0, i, o] = xs[o] / h
     return True
@@ -2551,13 +2545,7 @@ def lsq2_single(values, centers, table, indptr, par, na, out, flags, rings, wide
     ring = np.empty(cap, dtype=np.int8)
     (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
     work.need[0] = d
-    c0 = np.empty(nq)
-    c0o = np.empty(d)
-    comb = np.eye(d, nq)
-    ph = np.empty(p)
-    nrm = np.empty((p, p))
-    low = np.empty((p, p))
-    xs = np.empty(p)
+    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, nq, p)
     power = par[0]
     cutoff = par[1]
     v0 = values[0]
@@ -2609,13 +2597,7 @@ def lsq2_gathered(values, center, nbr_values, nbr_center, ring_of, par, na, out,
     ring = np.empty(cap, dtype=np.int8)
     (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
     work.need[0] = d
-    c0 = np.empty(nq)
-    c0o = np.empty(d)
-    comb = np.eye(d, nq)
-    ph = np.empty(p)
-    nrm = np.empty((p, p))
-    low = np.empty((p, p))
-    xs = np.empty(p)
+    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, nq, p)
     power = par[0]
     cutoff = par[1]
     for i in range(n):
