@@ -45,4 +45,7 @@ def test_benchmark_quick_run(script):
     assert ratios, res.stdout
     for expected in SCRIPTS[script]:
         assert any(expected in label for label in ratios), (expected, sorted(ratios))
-    assert all(v > 0 for v in ratios.values()), ratios
+    # a peak RSS delta can be 0 at --quick sizes (the gradient fits in pages already
+    # resident); every other ratio is a positive measurement
+    assert all(v > 0 or (v == 0 and "peak RSS delta" in label)
+               for label, v in ratios.items()), ratios
