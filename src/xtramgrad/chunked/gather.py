@@ -68,8 +68,8 @@ class GatherPlan(NamedTuple):
     left out of the gather because their stencils are much wider than the others'
     (:func:`apart_rows`; their rows are empty here, the caller computes them apart), or
     None; ``local`` (bin, K) int64: the entries' positions in the concatenation of their
-    chunk's ``reach`` chunks (-1 padding), what the value gathers read (the stencil tasks
-    make it with ``ids``: no second lookup of the global positions).
+    chunk's ``reach`` chunks (-1 padding), what the stencil tasks make and the value
+    gathers read (``ids`` is derived from it, computed only if asked for).
     """
 
     ids: Any
@@ -492,10 +492,8 @@ def _compiled_walk(nb: Any, parts: list[np.ndarray], indptrs: list[np.ndarray | 
     (same stencils, same order as the numpy walk)."""
     if indptrs and indptrs[0] is not None:  # CSR parts: their entries and local indptr
         table = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
-        lens = [len(ip) - 1 for ip in indptrs if ip is not None]
         ptr = np.concatenate([[0], np.cumsum(np.concatenate(
             [np.diff(ip) for ip in indptrs if ip is not None]))]).astype(np.int64)
-        assert len(ptr) == sum(lens) + 1
     else:
         table = np.ascontiguousarray(np.concatenate(parts), dtype=np.int64)
         ptr = np.zeros(0, dtype=np.int64)
@@ -541,7 +539,7 @@ def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
     chunks [starts, stops), -1 outside them (a dense lookup over their span when it is not
     much larger than they are, else a search)."""
     sizes = stops - starts
-    offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    offset = _offsets(starts, stops)
     first, last = (int(starts[0]), int(stops[-1])) if len(starts) else (0, 0)
     if last - first <= 4 * int(sizes.sum()) + 4096:
         lookup = np.full(last - first, -1, dtype=np.int64)
@@ -572,8 +570,7 @@ def _localize(ids: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: int) -
     them raises the stale-locality error, naming the bin whose row holds it."""
     nb = compiled_kernels()
     if nb is not None:
-        sizes = stops - starts
-        offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        offset = _offsets(starts, stops)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         lid = np.empty(ids.shape, dtype=np.int64)
         bad = int(nb.localize(ids, starts, stops, offset, lid))

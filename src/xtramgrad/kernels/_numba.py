@@ -365,6 +365,27 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     return widest
 
 
+@_inline
+def _chunk_of(g, c, starts, stops):
+    """The chunk among the sorted chunks [``starts``, ``stops``) holding global id ``g``,
+    chunk ``c`` tried first (consecutive ids mostly fall in one chunk), then a search; -1
+    if none holds it."""
+    nc = starts.shape[0]
+    if c < nc and starts[c] <= g < stops[c]:
+        return c
+    lo = 0
+    hi = nc
+    while lo < hi:  # the last chunk starting at or before g
+        mid = (lo + hi) // 2
+        if starts[mid] <= g:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo == 0 or g >= stops[lo - 1]:
+        return -1
+    return lo - 1
+
+
 @_jit
 def loaded_csr(table, indptr, row_starts, row_stops, starts, stops, offset):
     """The loaded rows of a table (padded (R, k) with ``indptr`` empty, or CSR entries with
@@ -404,18 +425,9 @@ def loaded_csr(table, indptr, row_starts, row_stops, starts, stops, offset):
         at = count[row_local[r]]
         for e in range(deg):
             g = nbr[e]
-            if not (c < nc and starts[c] <= g < stops[c]):
-                lo = 0
-                hi = nc
-                while lo < hi:  # the last chunk starting at or before g
-                    mid = (lo + hi) // 2
-                    if starts[mid] <= g:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo == 0 or g >= stops[lo - 1]:
-                    return count, lind, g
-                c = lo - 1
+            c = _chunk_of(g, c, starts, stops)
+            if c < 0:
+                return count, lind, g
             lind[at + e] = g - starts[c] + offset[c]
     return count, lind, -1
 
@@ -3255,9 +3267,8 @@ def localize(ids, starts, stops, offset, out):
     """Positions of global ``ids`` (m, K) in the concatenation of the sorted chunks
     [``starts``, ``stops``) (``offset`` their first local positions) into ``out``; -1 at
     padding (ids < 0). Returns the flat position of the first id outside every chunk, or
-    -1. Consecutive ids mostly fall in one chunk: it is tried first, then a search."""
+    -1 (the chunk of each id: :func:`_chunk_of`)."""
     m, k = ids.shape
-    nc = starts.shape[0]
     c = 0
     for i in range(m):
         for r in range(k):
@@ -3265,20 +3276,9 @@ def localize(ids, starts, stops, offset, out):
             if g < 0:
                 out[i, r] = -1
                 continue
-            if nc == 0:
+            c = _chunk_of(g, c, starts, stops)
+            if c < 0:
                 return i * k + r
-            if not (starts[c] <= g < stops[c]):
-                lo = 0
-                hi = nc
-                while lo < hi:  # the last chunk starting at or before g
-                    mid = (lo + hi) // 2
-                    if starts[mid] <= g:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                if lo == 0 or g >= stops[lo - 1]:
-                    return i * k + r
-                c = lo - 1
             out[i, r] = g - starts[c] + offset[c]
     return -1
 
@@ -3297,7 +3297,6 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
     which: rows wider than 32 are flagged unchecked)."""
     m, k = lid_out.shape
     d = data.shape[1]
-    nc = starts.shape[0]
     kmax = _widest_row(table, indptr, m)
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
@@ -3321,20 +3320,9 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
         widest = max(widest, deg)
         for r in range(min(deg, k)):
             g = nbr[r]
-            if nc == 0:
+            c = _chunk_of(g, c, starts, stops)
+            if c < 0:
                 return g, i, widest, suspect
-            if not (starts[c] <= g < stops[c]):
-                a = 0
-                b = nc
-                while a < b:  # the last chunk starting at or before g
-                    mid = (a + b) // 2
-                    if starts[mid] <= g:
-                        a = mid + 1
-                    else:
-                        b = mid
-                if a == 0 or g >= stops[a - 1]:
-                    return g, i, widest, suspect
-                c = a - 1
             j = g - starts[c] + offset[c]
             lid_out[i, r] = j
             for a in range(d):
