@@ -365,16 +365,17 @@ def walk_padded(table, indptr, centers, targets, rings, widen_to, min_points, ra
     return widest
 
 
-@_inline
-def _chunk_of(g, c, starts, stops):
+@_jit
+def _chunk_window(g, starts, stops, offset):
     """The chunk among the sorted chunks [``starts``, ``stops``) holding global id ``g``,
-    chunk ``c`` tried first (consecutive ids mostly fall in one chunk), then a search; -1
-    if none holds it."""
-    nc = starts.shape[0]
-    if c < nc and starts[c] <= g < stops[c]:
-        return c
+    as a window ``(lo, hi, shift)``: ids in [lo, hi) are in it, at local positions
+    ``id + shift``; an empty window (hi <= lo) if no chunk holds ``g``. Callers keep the
+    window in scalars and call this only when an id falls outside it (consecutive ids
+    mostly fall in one chunk). Compiled apart, with scalars kept by the caller: an inlined
+    lookup taking the arrays cost 13x the localization (numba's reference counts on
+    them in the hot loop)."""
     lo = 0
-    hi = nc
+    hi = starts.shape[0]
     while lo < hi:  # the last chunk starting at or before g
         mid = (lo + hi) // 2
         if starts[mid] <= g:
@@ -382,8 +383,9 @@ def _chunk_of(g, c, starts, stops):
         else:
             hi = mid
     if lo == 0 or g >= stops[lo - 1]:
-        return -1
-    return lo - 1
+        return 0, 0, 0
+    c = lo - 1
+    return starts[c], stops[c], offset[c] - starts[c]
 
 
 @_jit
@@ -419,16 +421,17 @@ def loaded_csr(table, indptr, row_starts, row_stops, starts, stops, offset):
     for q in range(nl):
         count[q + 1] += count[q]
     lind = np.empty(count[nl], dtype=np.int64)
-    c = 0
+    wlo, whi, shift = 0, 0, 0  # the window of the last chunk hit (_chunk_window)
     for r in range(nrows):
         deg = row(table, indptr, r, nbr, slot)
         at = count[row_local[r]]
         for e in range(deg):
             g = nbr[e]
-            c = _chunk_of(g, c, starts, stops)
-            if c < 0:
-                return count, lind, g
-            lind[at + e] = g - starts[c] + offset[c]
+            if g < wlo or g >= whi:
+                wlo, whi, shift = _chunk_window(g, starts, stops, offset)
+                if whi <= wlo:
+                    return count, lind, g
+            lind[at + e] = g + shift
     return count, lind, -1
 
 
@@ -3267,19 +3270,20 @@ def localize(ids, starts, stops, offset, out):
     """Positions of global ``ids`` (m, K) in the concatenation of the sorted chunks
     [``starts``, ``stops``) (``offset`` their first local positions) into ``out``; -1 at
     padding (ids < 0). Returns the flat position of the first id outside every chunk, or
-    -1 (the chunk of each id: :func:`_chunk_of`)."""
+    -1 (the chunk of each id: :func:`_chunk_window`)."""
     m, k = ids.shape
-    c = 0
+    wlo, whi, shift = 0, 0, 0
     for i in range(m):
         for r in range(k):
             g = ids[i, r]
             if g < 0:
                 out[i, r] = -1
                 continue
-            c = _chunk_of(g, c, starts, stops)
-            if c < 0:
-                return i * k + r
-            out[i, r] = g - starts[c] + offset[c]
+            if g < wlo or g >= whi:
+                wlo, whi, shift = _chunk_window(g, starts, stops, offset)
+                if whi <= wlo:
+                    return i * k + r
+            out[i, r] = g + shift
     return -1
 
 
@@ -3302,7 +3306,7 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
     slot = np.empty(kmax, dtype=np.int64)
     widest = 0
     suspect = False
-    c = 0
+    wlo, whi, shift = 0, 0, 0  # the window of the last chunk hit (_chunk_window)
     for i in range(m):
         deg = row(table, indptr, i, nbr, slot)
         me = lo + i
@@ -3320,10 +3324,11 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
         widest = max(widest, deg)
         for r in range(min(deg, k)):
             g = nbr[r]
-            c = _chunk_of(g, c, starts, stops)
-            if c < 0:
-                return g, i, widest, suspect
-            j = g - starts[c] + offset[c]
+            if g < wlo or g >= whi:
+                wlo, whi, shift = _chunk_window(g, starts, stops, offset)
+                if whi <= wlo:
+                    return g, i, widest, suspect
+            j = g + shift
             lid_out[i, r] = j
             for a in range(d):
                 center_out[i, r, a] = data[j, a]
