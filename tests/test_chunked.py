@@ -424,3 +424,44 @@ def test_gather_locality_check_same_on_both_backends(backend):
             [-1] * 3, [-1] * 3]
     finally:
         kernels.set_backend(previous)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_localize_random_chunk_sets_same_on_both_backends(seed):
+    """Local positions of ids jumping between loaded chunks (some empty, some adjacent):
+    the compiled lookup (a window kept between ids, searched on a miss) equals the numpy
+    one, and both name the same first id outside every chunk."""
+    from xtramgrad import kernels
+    from xtramgrad.chunked.gather import _localize
+
+    if not kernels.numba_available():
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(seed)
+    cuts = np.unique(np.r_[0, rng.integers(0, 400, size=30), 400])
+    bounds = np.column_stack([cuts[:-1], cuts[1:]])
+    keep = rng.random(len(bounds)) < 0.6
+    keep[0] = True
+    starts, stops = bounds[keep, 0], bounds[keep, 1]
+    stops[::3] = starts[::3]  # some loaded chunks empty
+    pool = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    ids = rng.choice(pool, size=(60, 7))
+    ids[rng.random(ids.shape) < 0.2] = -1
+    # reference: the position of each id in the concatenation of the loaded chunks
+    expected = np.where(ids >= 0, np.searchsorted(pool, ids), -1)
+    outside = np.setdiff1d(np.arange(400), pool)
+    bad = ids.copy()
+    bad[41, 3] = outside[len(outside) // 2]  # one id in no loaded chunk
+    got, errors = {}, {}
+    for backend in ("numpy", "numba"):
+        previous = kernels.set_backend(backend)
+        try:
+            got[backend] = _localize(ids, starts, stops, lo=1000)
+            with pytest.raises(TessellationError) as info:
+                _localize(bad, starts, stops, lo=1000)
+            errors[backend] = str(info.value)
+        finally:
+            kernels.set_backend(previous)
+    np.testing.assert_array_equal(got["numba"], expected)
+    np.testing.assert_array_equal(got["numpy"], expected)
+    assert errors["numba"] == errors["numpy"]
+    assert f"reaches bin {outside[len(outside) // 2]} (a neighbour of bin 1041)" in errors["numba"]
