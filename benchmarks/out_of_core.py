@@ -7,8 +7,9 @@ writes the public schema by hand gets). Then, each in a fresh child process whos
 resident memory is read from the kernel (``os.wait4``):
 
 * ``grad``: ``xr.open_zarr(store)``, ``ds.tram.grad("D")``, then the plain
-  ``.to_zarr(out)`` of the result (the locality plan is derived on the way, one chunked pass
-  over the table, and logged);
+  ``.to_zarr(out)`` of the result (without a plan, each chunk's reach is guessed from a
+  few sampled chunks' rows, and rows reaching further read what they need in their task;
+  logged);
 * ``floor``: the I/O floor of the same job: open the same store, read the centers, the
   table and ``D`` chunk by chunk and write an output of the gradient's size (a reduction of
   what was read, so that nothing can be skipped), in the same dask scheduler;
@@ -96,7 +97,7 @@ def child_grad(n: int, store: str, out: str) -> dict:
     logging.basicConfig(level=logging.INFO, format="# %(name)s: %(message)s")
     t0 = time.perf_counter()
     ds = xr.open_zarr(store)
-    g = ds.tram.grad("D")  # builds the graph (and derives the plan: one pass over the table)
+    g = ds.tram.grad("D")  # builds the graph (the reach guessed from a sample of the table)
     build = time.perf_counter() - t0
     tasks = len(g.data.__dask_graph__())
     t1 = time.perf_counter()
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the stores")
     parser.add_argument(
         "--planned", action="store_true",
-        help="also time the gradient after `xtramgrad plan STORE` (no planning pass)",
+        help="also time the gradient after `xtramgrad plan STORE` (the exact reach stored)",
     )
     parser.add_argument(
         "--repeat", type=int, default=3,
@@ -256,8 +257,8 @@ def main() -> None:
             for path in (store, out, floor_out):
                 shutil.rmtree(path, ignore_errors=True)
     print()
-    print("grad s: wall time of xr.open_zarr -> ds.tram.grad -> .to_zarr (plan derived on the")
-    print("way); floor s: the same store's centers, table and D read, an output of the same")
+    print("grad s: wall time of xr.open_zarr -> ds.tram.grad -> .to_zarr (no plan stored);")
+    print("floor s: the same store's centers, table and D read, an output of the same")
     print("size written; GB: peak resident memory of that child process; check: max |chunked")
     print("- eager| on 3 lattice rows.")
     peak = max(max(r["write_rss"], r["grad_rss"]) for r in rows.values())

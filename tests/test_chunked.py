@@ -232,15 +232,22 @@ def test_zarr_round_trip_with_lazy_table(tmp_path, voronoi_ds):
 
 
 def test_lazy_table_without_locality_derives_a_plan(tmp_path, voronoi_ds, caplog):
-    """The natural path: a store written by hand, opened the ordinary way, just works; the
-    plan is derived with one chunked pass, and the log says how to skip it next time."""
+    """The natural path: a store written by hand, opened the ordinary way, just works. A
+    1-ring gradient reads a sample of the table (here every chunk: the reach is exact); a
+    wider stencil derives the plan with one chunked pass; the log says how to skip either
+    next time."""
     pytest.importorskip("zarr")
     voronoi_ds.chunk({"bin": 100}).to_zarr(tmp_path / "t.zarr")
     opened = xr.open_zarr(tmp_path / "t.zarr")
-    with dask.config.set(scheduler=CountingScheduler(1)), caplog.at_level("WARNING"):
-        g = opened.tram.grad("D")  # one compute: the planning pass
-    assert "xtramgrad.plan(ds)" in caplog.text and "carries no plan" in caplog.text
+    with dask.config.set(scheduler=CountingScheduler(1)), caplog.at_level("INFO"):
+        g = opened.tram.grad("D")  # one compute: the sample
+    assert "xtramgrad plan STORE" in caplog.text and "carries no plan" in caplog.text
     assert_same(g, voronoi_ds.tram.grad("D"))
+    caplog.clear()
+    with dask.config.set(scheduler=CountingScheduler(2)), caplog.at_level("WARNING"):
+        g = opened.tram.grad("D", method="lsq2")  # the planning pass, the widest stencil
+    assert "xtramgrad.plan(ds)" in caplog.text and "carries no plan" in caplog.text
+    assert_same(g, voronoi_ds.tram.grad("D", method="lsq2"))
     planned = xtramgrad.plan(opened)  # one compute, chunk by chunk
     assert planned.neighbours.attrs[PLAN_ATTRS[0]] == 100
     with no_compute():
@@ -465,3 +472,97 @@ def test_localize_random_chunk_sets_same_on_both_backends(seed):
     np.testing.assert_array_equal(got["numpy"], expected)
     assert errors["numba"] == errors["numpy"]
     assert f"reaches bin {outside[len(outside) // 2]} (a neighbour of bin 1041)" in errors["numba"]
+
+
+def _far_edge_store(tmp_path, chunk=100):
+    """A lattice in C order (rows of 50 bins) written by hand without a plan, with one
+    long edge between two chunks that the guess samples do not read (20 chunks of 100
+    bins: the samples are chunks 0, 3, 5, 8, 11, 14, 16, 19)."""
+    pytest.importorskip("zarr")
+    base = xtramgrad.grid((40, 50))
+    table = base.neighbours.values.copy()
+    a, b = 650, 1250  # chunks 6 and 12
+    table = np.c_[table, np.full(2000, -1)]  # a free slot in every row
+    for i, j in ((a, b), (b, a)):
+        table[i, np.argmax(table[i] < 0)] = j  # rows stay left-packed
+    ds = xtramgrad.from_neighbours(base.center.values, table)
+    x, y = ds.center.sel(space="x"), ds.center.sel(space="y")
+    ds["D"] = x**2 * y + np.cos(y)
+    ds["V"] = (("time", "bin"), np.stack([ds.D.values * k for k in (1.0, -2.0, 0.5)]))
+    ds["V"][1, 1250] = np.nan  # a missing value read on demand
+    store = tmp_path / "far.zarr"
+    ds.chunk(bin=chunk, time=2).to_zarr(store)
+    return ds, xr.open_zarr(store)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_guessed_reach_reads_the_chunks_it_misses(tmp_path, backend, caplog):
+    """A lazy table without a plan: 1-ring stencils start from the band seen in sampled
+    chunks (no pass over the table), and the rows reaching beyond it read the chunks they
+    need in their own task: every number equals the eager one, bit for bit, with extra
+    dims and missing values, and the gathered values, offsets and global ids too."""
+    from xtramgrad import kernels
+    from xtramgrad.chunked.gather import gather_plan
+    from xtramgrad.kernels.stencil import Rings
+    from xtramgrad.topology import topology
+
+    if backend == "numba" and not kernels.numba_available():
+        pytest.skip("numba not installed")
+    eager, lazy = _far_edge_store(tmp_path)
+    previous = kernels.set_backend(backend)
+    try:
+        with caplog.at_level("INFO", logger="xtramgrad"):
+            # one compute each: the sample's, no pass over the table
+            with dask.config.set(scheduler=CountingScheduler(3)):
+                g = lazy.tram.grad("D")
+                gv = lazy.tram.grad("V")
+                nv = lazy.tram.neighbour_values("V")
+        assert "offsets [-1, 1]" in caplog.text and "carries no plan" in caplog.text
+        plan = gather_plan(topology(lazy), Rings(1), (100,) * 20, False)
+        assert plan.fetch and plan.reach[6] == (5, 6, 7)  # chunk 12 not given to chunk 6
+        assert_same(g, eager.tram.grad("D"), bitwise=True)
+        assert_same(gv, eager.tram.grad("V"), bitwise=True)
+        assert_same(nv, eager.tram.neighbour_values("V"), bitwise=True)
+        np.testing.assert_array_equal(lazy.tram.neighbour_offsets().values,
+                                      eager.tram.neighbour_offsets().values)
+        ids = plan.ids.compute()
+        assert 1250 in ids[650] and 650 in ids[1250]
+        np.testing.assert_array_equal(ids, eager.neighbours.values)
+    finally:
+        kernels.set_backend(previous)
+
+
+def test_guessed_reach_on_a_distributed_cluster(tmp_path):
+    """The chunks read on demand are read inside the workers' tasks."""
+    distributed = pytest.importorskip("distributed")
+    eager, lazy = _far_edge_store(tmp_path)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        assert_same(lazy.tram.grad("V"), eager.tram.grad("V"), bitwise=True)
+
+
+def test_guess_falls_back_to_the_plan_pass(tmp_path, voronoi_ds, caplog):
+    """A table whose sampled rows reach far (an unsorted mesh) derives the plan instead, and
+    a store whose chunks are all sampled gets the exact reach."""
+    from xtramgrad.chunked.locality import guessed_dependencies
+    from xtramgrad.topology import topology
+
+    pytest.importorskip("zarr")
+    rng = np.random.default_rng(5)
+    ds = xtramgrad.voronoi(rng.random((3000, 2)))  # random order: rows reach everywhere
+    ds["D"] = ds.center.sel(space="x") ** 2
+    ds.chunk(bin=100).to_zarr(tmp_path / "r.zarr")
+    opened = xr.open_zarr(tmp_path / "r.zarr")
+    assert guessed_dependencies(topology(opened), (100,) * 30) is None
+    with caplog.at_level("INFO", logger="xtramgrad"):
+        g = opened.tram.grad("D")
+    assert "reading it once" in caplog.text
+    assert_same(g, ds.tram.grad("D"), bitwise=True)
+    small = xtramgrad.grid((20, 20), D=np.arange(400.0)).chunk(bin=100)
+    small["neighbours"] = (small.neighbours * 1).assign_attrs(
+        {k: v for k, v in small.neighbours.attrs.items() if k != HALO_ATTR})
+    assert guessed_dependencies(topology(small), (100,) * 4) == [(1,), (0, 2), (1, 3), (2,)]

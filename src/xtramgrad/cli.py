@@ -298,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the neighbour table of a zarr store once, chunk by chunk, and "
         "store for each block of bins the blocks its neighbours fall into "
         "(xtramgrad.plan) in the attributes of its 'neighbours' variable. The data are not "
-        "rewritten; the next 'xtramgrad grad' on the store skips its planning pass.",
+        "rewritten; the next 'xtramgrad grad' on the store reads each chunk's reach there "
+        "instead of reading the table (a planning pass, or a sample and reads on demand).",
     )
     p.add_argument("input", metavar="IN.zarr", help="zarr store (changed in place: attributes)")
     p.add_argument(
@@ -1112,7 +1113,7 @@ def run_plan(args: argparse.Namespace, state: _State | None = None) -> int:
         args,
         f"stored the plan of {source.path} ({what}) in the attributes of its 'neighbours' "
         f"variable in {time.perf_counter() - start:.1f} s; the data were not rewritten, and "
-        "xtramgrad grad now skips its planning pass",
+        "xtramgrad grad now reads each chunk's reach there instead of reading the table",
     )
     hint = order_hint(planned, source.path)
     if hint:

@@ -20,7 +20,11 @@ where ``reach(c)`` are the chunks that the stencils of ``c`` point into (see
 :mod:`.locality`). Every task reads only its own chunk and those; the number of tasks is
 linear in the number of chunks. Each stencil task checks its rows of the table (positions
 in range, no self-loop, no duplicate) and that every position falls inside the declared
-locality: a stale plan raises inside the task, it never gives wrong numbers.
+locality: a stale plan raises inside the task, it never gives wrong numbers. A *guessed*
+reach (1-ring stencils of a lazy table without a plan:
+:func:`.locality.guessed_dependencies`) is not a declaration: the rows reaching beyond it
+read the chunks they need inside their own task (:class:`Fetch`), and the value gathers
+read those chunks' values the same way.
 """
 
 from __future__ import annotations
@@ -46,11 +50,14 @@ from ..kernels.stencil import (
     stencil_sizes,
 )
 from .locality import (
+    GUESS_SAMPLES,
     bounds,
     chunk_boxes,
     chunk_dependencies,
     dependencies,
     expand,
+    guessed_dependencies,
+    has_locality,
     literal,
     radius_dependencies,
 )
@@ -69,7 +76,9 @@ class GatherPlan(NamedTuple):
     (:func:`apart_rows`; their rows are empty here, the caller computes them apart), or
     None; ``local`` (bin, K) int64: the entries' positions in the concatenation of their
     chunk's ``reach`` chunks (-1 padding), what the stencil tasks make and the value
-    gathers read (``ids`` is derived from it, computed only if asked for).
+    gathers read (``ids`` is derived from it, computed only if asked for); ``fetch``: the
+    reach was guessed (:func:`.locality.guessed_dependencies`), so ``local`` may hold
+    entries read on demand (:func:`_code`) and the value gathers read their chunks.
     """
 
     ids: Any
@@ -81,6 +90,7 @@ class GatherPlan(NamedTuple):
     width: int
     apart: Apart | None
     local: Any
+    fetch: bool = False
 
 
 class Apart(NamedTuple):
@@ -292,9 +302,13 @@ def _apart(topo: Any, spec: StencilSpec, rows: np.ndarray, indptr_full: np.ndarr
 # --------------------------------------------------------------------------- tasks
 
 
+class _Stale(TessellationError):
+    """An entry outside the chunks a task was given (a stale or guessed locality)."""
+
+
 def _stale(j: int, row: int | None, lo: int, hi: int, starts: np.ndarray) -> TessellationError:
     where = f" (a neighbour of bin {row})" if row is not None else ""
-    return TessellationError(
+    return _Stale(
         f"variable 'neighbours' reaches bin {j}{where} from the chunk of bins {lo}..{hi - 1}, "
         f"outside the locality declared for that chunk (chunks starting at "
         f"{starts.tolist()}); the declared locality (attributes xtramgrad_plan_* or "
@@ -358,15 +372,86 @@ def _offsets(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(stops - starts)[:-1]]).astype(np.int64)
 
 
-def _ring1_task(table: Any, center_parts: list[Any], *, lo: int, n: int, d: int,
-                starts: np.ndarray, stops: np.ndarray, indptr: np.ndarray | None, width: int,
-                drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class Fetch:
+    """Chunks of a dask array read inside a task, on demand: those that the stencils of a
+    chunk reach outside the chunks its task was given (a guessed reach:
+    :func:`.locality.guessed_dependencies`). One object per array, in the graph once;
+    ``bounds``: the chunks' bounds along bin."""
+
+    def __init__(self, array: Any, bounds: np.ndarray) -> None:
+        self.array = array
+        self.bounds = bounds
+
+    def chunks_of(self, ids: np.ndarray) -> np.ndarray:
+        """The chunks holding the global ids ``ids`` (sorted, distinct)."""
+        return np.unique(np.searchsorted(self.bounds, ids, side="right") - 1)
+
+    def block(self, index: tuple[int, ...]) -> np.ndarray:
+        """Block ``index`` of the array, computed here (its own graph, synchronously)."""
+        return np.asarray(self.array.blocks[index].compute(scheduler="sync"))
+
+    def __dask_tokenize__(self) -> Any:
+        return ("xtramgrad-fetch", self.array.name)
+
+
+def _code(g: np.ndarray) -> np.ndarray:
+    """Local position of an entry read on demand: its global id ``g`` as ``-2 - g``."""
+    return -2 - g
+
+
+def _with_fetched(table: np.ndarray, indptr: np.ndarray | None, center_parts: list[Any],
+                  starts: np.ndarray, stops: np.ndarray, fetch: Fetch
+                  ) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+    """The chunks a block of rows reaches beyond [starts, stops), fetched and merged in:
+    ``(center_parts, starts, stops, fetched)`` sorted by position, ``fetched`` marking the
+    chunks read here."""
+    entries = table.reshape(-1)
+    entries = entries[(entries >= 0) & (entries < fetch.bounds[-1])]
+    have = set(zip(starts.tolist(), stops.tolist(), strict=True))
+    b = fetch.bounds
+    extra = np.array([c for c in fetch.chunks_of(entries).tolist()
+                      if (int(b[c]), int(b[c + 1])) not in have], dtype=np.int64)
+    parts = list(center_parts) + [fetch.block((int(c), 0)) for c in extra]
+    fetched = np.concatenate([np.zeros(len(starts), bool), np.ones(len(extra), bool)])
+    starts = np.concatenate([starts, b[extra]])
+    stops = np.concatenate([stops, b[extra + 1]])
+    order = np.argsort(starts, kind="stable")
+    return [parts[i] for i in order], starts[order], stops[order], fetched[order]
+
+
+def _coded(lid: np.ndarray, starts: np.ndarray, stops: np.ndarray, fetched: np.ndarray
+           ) -> np.ndarray:
+    """``lid``, positions in the sorted chunks [starts, stops) of which some were
+    ``fetched``, as positions in the others alone (the chunks the task was given), the
+    entries in fetched chunks as :func:`_code` of their global ids."""
+    offset = _offsets(starts, stops)
+    c = np.clip(np.searchsorted(offset, lid, side="right") - 1, 0, None)
+    g = lid - offset[c] + starts[c]
+    given = _local_numbering(starts[~fetched], stops[~fetched])(g)
+    return np.where(lid < 0, -1, np.where(fetched[c], _code(g), given))
+
+
+def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None, *, lo: int,
+                n: int, d: int, starts: np.ndarray, stops: np.ndarray,
+                indptr: np.ndarray | None, width: int, drop: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """The 1-ring of a chunk: its (checked) table rows, left-packed and padded to ``width``
     (the rows ``drop``, local positions computed apart, empty), as local positions ``lid``
-    in the chunks [starts, stops) (sorted; every entry must fall in them), and the entries'
-    centers from ``center_parts``, those chunks' centers. (Their global ids, if asked for,
-    are :func:`_global_ids` of ``lid``.)"""
+    in the chunks [starts, stops) (sorted), and the entries' centers from
+    ``center_parts``, those chunks' centers. Every entry must fall in them, unless
+    ``fetch`` reads the chunks they miss: those entries' ``lid`` is then :func:`_code` of
+    their global id. (Global ids, if asked for, are :func:`_global_ids` of ``lid``.)"""
     table = np.asarray(table)
+    if fetch is not None:
+        try:
+            return _ring1_task(table, center_parts, lo=lo, n=n, d=d, starts=starts,
+                               stops=stops, indptr=indptr, width=width, drop=drop)
+        except _Stale:  # rows reach beyond the guess (their values checked): read them
+            parts, starts, stops, fetched = _with_fetched(table, indptr, center_parts,
+                                                          starts, stops, fetch)
+            lid, centers = _ring1_task(table, parts, lo=lo, n=n, d=d, starts=starts,
+                                       stops=stops, indptr=indptr, width=width, drop=drop)
+            return _coded(lid, starts, stops, fetched).astype(np.int64), centers
     nb = compiled_kernels()
     if nb is None or table.dtype.kind not in "iu":
         _check_rows(table, indptr, lo, n, d)
@@ -527,11 +612,12 @@ def _compiled_walk(nb: Any, parts: list[np.ndarray], indptrs: list[np.ndarray | 
 
 def _global_ids(lid: Any, *, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """Global positions of the local positions ``lid`` (-1 padding) in the sorted chunks
-    [starts, stops)."""
+    [starts, stops) (entries read on demand carry theirs: :func:`_code`)."""
     lid = np.asarray(lid)
     offset = _offsets(starts, stops)
     c = np.clip(np.searchsorted(offset, lid, side="right") - 1, 0, None)
-    return np.where(lid >= 0, lid - offset[c] + starts[c], -1).astype(np.int64)
+    other = np.where(lid < -1, _code(lid), -1)  # read on demand: the code of its global id
+    return np.where(lid >= 0, lid - offset[c] + starts[c], other).astype(np.int64)
 
 
 def _local_numbering(starts: np.ndarray, stops: np.ndarray) -> Any:
@@ -617,9 +703,21 @@ def _take(lid: np.ndarray, parts: list[Any], *, trailing: bool) -> np.ndarray:
     return out
 
 
-def _take_task(lid: Any, parts: list[Any], *, trailing: bool) -> np.ndarray:
-    """A chunk's value gather (:func:`_take`)."""
-    return _take(np.asarray(lid), parts, trailing=trailing)
+def _take_task(lid: Any, parts: list[Any], fetch: Fetch | None = None, *, trailing: bool,
+               index: tuple[int, ...] = ()) -> np.ndarray:
+    """A chunk's value gather (:func:`_take`); with ``fetch``, the entries read on demand
+    (:func:`_code`) come from the blocks ``(*index, chunk)`` that hold them, read here."""
+    lid = np.asarray(lid)
+    out = _take(lid, parts, trailing=trailing)
+    if fetch is not None:
+        rows, cols = np.nonzero(lid < -1)
+        if len(rows):
+            g = _code(lid[rows, cols])
+            extra = fetch.chunks_of(g)
+            data = np.concatenate([fetch.block((*index, int(c))) for c in extra], axis=-1)
+            at = _local_numbering(fetch.bounds[extra], fetch.bounds[extra + 1])(g)
+            out[..., rows, cols] = data[..., at]
+    return out
 
 
 def _label_task(labels: Any, table: Any, *, indptr: np.ndarray | None, width: int,
@@ -718,8 +816,23 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             width = int(sizes[rest].max(initial=0))
             apart = _apart(topo, spec, drops, indptr_full, labels, n)
     lit = _table_literal(topo) if ring1 and len(drops) else None
+    guess = None
+    if ring1 and lit is None and not has_locality(topo.neighbours):
+        guess = guessed_dependencies(topo, chunks)
     if lit is not None:  # the chunks need not read what only the bins apart reach
         deps1 = chunk_dependencies(lit, chunks, skip=drops)
+    elif guess is not None:
+        deps1 = guess
+        import logging
+
+        logging.getLogger("xtramgrad").info(
+            "xtramgrad: the neighbour table (%d bins) is lazy and carries no plan: each "
+            "chunk reads the chunks that %d sampled chunks' rows reach (offsets %s), and "
+            "rows that reach further read what they need in their task. `xtramgrad plan "
+            "STORE` (or saving ds = xtramgrad.plan(ds)) stores the exact reach.", n,
+            min(nc, GUESS_SAMPLES),
+            sorted({x - c for c, xs in enumerate(guess) for x in xs}),
+        )
     else:
         deps1 = dependencies(topo, chunks)
     if width is not None:
@@ -733,7 +846,11 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
         token = tokenize(table.name, center.name, spec, width, chunks)
         reach = [tuple(sorted({c, *deps1[c]})) for c in range(nc)]
         name = f"xtramgrad-stencil-{token}"
-        tasks = {}
+        tasks: dict[Any, Any] = {}
+        fetch_key: tuple[Any, ...] = ()
+        if guess is not None:  # the center chunks beyond the guess, read on demand
+            fetch_key = (f"xtramgrad-fetch-{tokenize(center.name, chunks)}",)
+            tasks[fetch_key[0]] = Fetch(center, b)
         for c in range(nc):
             r = np.array(reach[c])
             tasks[(name, c, 0, 0)] = (
@@ -743,6 +860,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
                 ),
                 tkey(c),
                 [(center.name, s, 0) for s in reach[c]],
+                *fetch_key,
             )
         # each task returns (lid, centers): two arrays reading its items, no copies
         local, nbr_center = (
@@ -832,7 +950,8 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             for c in range(nc)
         }
         label = _array(lname, ltasks, [lab, table], (chunks, (width,)), np.int64)
-    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, apart, local)
+    return GatherPlan(ids, ring, nbr_center, label, reach, tuple(chunks), width, apart, local,
+                      fetch=guess is not None)
 
 
 def _items(name: str, part: str, i: int, nc: int, ndim: int) -> dict[Any, Any]:
@@ -886,13 +1005,17 @@ def gather_values(plan: GatherPlan, values: Any) -> Any:
         batch_chunks = tuple((int(s),) for s in np.shape(values)[:-1])
     vals = _as_dask(values, (*batch_chunks, chunks))
     name = f"xtramgrad-gather-values-{tokenize(vals.name, plan.local.name)}"
-    tasks = {}
-    part = functools.partial(_take_task, trailing=True)
+    tasks: dict[Any, Any] = {}
+    fetch_key: tuple[Any, ...] = ()
+    if plan.fetch:  # entries beyond the guessed reach: their chunks read on demand
+        fetch_key = (f"xtramgrad-fetch-{tokenize(vals.name, chunks)}",)
+        tasks[fetch_key[0]] = Fetch(vals, bounds(chunks))
     for c in range(len(chunks)):
         r = plan.reach[c]
         for blk in np.ndindex(*vals.numblocks[:-1]):
+            part = functools.partial(_take_task, trailing=True, index=tuple(blk))
             tasks[(name, *blk, c, 0)] = (
-                part, (plan.local.name, c, 0), [(vals.name, *blk, s) for s in r],
+                part, (plan.local.name, c, 0), [(vals.name, *blk, s) for s in r], *fetch_key,
             )
     return _array(name, tasks, [plan.local, vals], (*batch_chunks, chunks, (plan.width,)),
                   np.float64)

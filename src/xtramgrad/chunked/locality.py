@@ -16,7 +16,11 @@ preference:
    with the Dataset into zarr or netCDF, and any later chunking can use it;
 3. **a declared band**: ``neighbours.attrs["xtramgrad_halo"] = h`` says that every neighbour
    ``j`` of bin ``i`` has ``|j - i| <= h`` (:func:`xtramgrad.grid` declares it);
-4. otherwise, for a lazy table (e.g. opened with ``xr.open_zarr``), the plan is **derived
+4. otherwise, for a lazy table (e.g. opened with ``xr.open_zarr``), 1-ring stencils of a
+   padded table start from a **guessed band** (:func:`guessed_dependencies`): the offsets
+   between chunks seen in a few sampled chunks' rows; a row that points further reads the
+   chunks it needs inside its own task (:mod:`.gather`), so a wrong guess costs reads, never
+   numbers. When the sample is not band-like, and for wider stencils, the plan is **derived
    when needed**: one chunked pass over the table (memory bounded by a chunk), logged with
    a line saying how to save it and skip that pass next time.
 
@@ -46,6 +50,7 @@ __all__ = [
     "plan",
     "chunk_dependencies",
     "dependencies",
+    "guessed_dependencies",
     "expand",
     "radius_dependencies",
     "literal",
@@ -329,6 +334,72 @@ def dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ...]]:
     block = int(chunks[0]) if len(chunks) else _DEFAULT_PLAN_BLOCK
     attrs = _compute_plan(topo, block)
     return _plan_dependencies(attrs, chunks)
+
+
+#: chunks whose rows are read to guess the band of a lazy table without a plan
+GUESS_SAMPLES = 8
+#: widest band guessed, in chunks either side; a wider sample derives the plan instead
+GUESS_REACH = 4
+
+
+def _chunk_refs(rows: Any, b: np.ndarray) -> np.ndarray:
+    """The chunks (bounds ``b``) that the entries of a block of padded rows point into, or
+    ``[-1]`` when an entry is out of range (the plan pass and the tasks report those)."""
+    rows = np.asarray(rows).reshape(-1)
+    rows = rows[rows != -1]
+    if len(rows) and (rows.min() < 0 or rows.max() >= b[-1]):
+        return np.array([-1])
+    return np.unique(np.searchsorted(b, rows, side="right") - 1)
+
+
+def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ...]] | None:
+    """``deps(c)`` of a lazy padded table without a plan, guessed from a sample: the rows
+    of up to :data:`GUESS_SAMPLES` chunks spread along ``bin`` are read (one compute, a
+    chunk per task), the chunk offsets their entries reach are collected, and every chunk
+    ``c`` gets the chunks ``c + offset``. None when the sample reaches further than
+    :data:`GUESS_REACH` chunks either side, or holds invalid entries (derive the plan), or
+    when the table is ragged. With at most :data:`GUESS_SAMPLES` chunks every chunk is read
+    and the result is exact. Rows outside the guess read what they need in their task
+    (:func:`xtramgrad.chunked.gather.gather_plan`); the guess only decides what each task
+    is given up front.
+
+    Examples
+    --------
+    A 30 x 20 lattice in C order, lazy and without a plan, in chunks of 100 bins: each
+    chunk's rows reach the chunks before and after it.
+
+    >>> import xtramgrad
+    >>> from xtramgrad.topology import topology
+    >>> ds = xtramgrad.grid((30, 20)).chunk(bin=100)
+    >>> ds["neighbours"] = ds.neighbours * 1  # computed: no literal blocks, no plan
+    >>> guessed_dependencies(topology(ds), (100,) * 6)[:3]
+    [(1,), (0, 2), (1, 3)]
+    """
+    import dask
+
+    if getattr(topo, "layout", "padded") == "ragged":
+        return None
+    nc = len(chunks)
+    b = bounds(chunks)
+    data = topo.neighbours.transpose(BIN, ...).data
+    data = data.rechunk({0: tuple(chunks), 1: -1})
+    sample = np.unique(np.linspace(0, nc - 1, min(nc, GUESS_SAMPLES)).round().astype(int))
+    sample = [int(c) for c in sample if chunks[c] > 0]
+    refs = dask.compute(*[dask.delayed(_chunk_refs)(data.blocks[c], b) for c in sample])
+    shifts: set[int] = set()
+    for c, r in zip(sample, refs, strict=True):
+        if len(r) and r[0] < 0:
+            return None
+        shifts.update(int(x) - c for x in r)
+    if any(abs(x) > GUESS_REACH for x in shifts):
+        return None
+    if len(sample) == nc:  # every chunk read: exact
+        by_chunk = dict(zip(sample, refs, strict=True))
+        return [tuple(int(x) for x in by_chunk.get(c, ()) if x != c) for c in range(nc)]
+    return [
+        tuple(c + x for x in sorted(shifts) if x != 0 and 0 <= c + x < nc and chunks[c + x])
+        for c in range(nc)
+    ]
 
 
 def expand(deps: list[tuple[int, ...]], hops: int) -> list[tuple[int, ...]]:
