@@ -383,8 +383,8 @@ def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ..
     b = bounds(chunks)
     data = topo.neighbours.transpose(BIN, ...).data
     data = data.rechunk({0: tuple(chunks), 1: -1})
-    sample = np.unique(np.linspace(0, nc - 1, min(nc, GUESS_SAMPLES)).round().astype(int))
-    sample = [int(c) for c in sample if chunks[c] > 0]
+    spread = np.unique(np.linspace(0, nc - 1, min(nc, GUESS_SAMPLES)).round().astype(int))
+    sample = [int(c) for c in spread if chunks[c] > 0]
     refs = dask.compute(*[dask.delayed(_chunk_refs)(data.blocks[c], b) for c in sample])
     shifts: set[int] = set()
     for c, r in zip(sample, refs, strict=True):
