@@ -343,13 +343,21 @@ GUESS_REACH = 4
 
 
 def _chunk_refs(rows: Any, b: np.ndarray) -> np.ndarray:
-    """The chunks (bounds ``b``) that the entries of a block of padded rows point into, or
-    ``[-1]`` when an entry is out of range (the plan pass and the tasks report those)."""
+    """The chunks (bounds ``b``) that the entries of a block of padded rows point into
+    (sorted), or ``[-1]`` when an entry is out of range (the plan pass and the tasks report
+    those). One counting pass, no sort, in numpy: the compiled kernels' first load is left
+    to the gradient's tasks (as with a stored plan), not added before them."""
     rows = np.asarray(rows).reshape(-1)
-    rows = rows[rows != -1]
-    if len(rows) and (rows.min() < 0 or rows.max() >= b[-1]):
+    n = int(b[-1])
+    if len(rows) and (rows.min() < -1 or rows.max() >= n):
         return np.array([-1])
-    return np.unique(np.searchsorted(b, rows, side="right") - 1)
+    sizes = np.diff(b)
+    present = rows[rows >= 0]
+    if len(sizes) and (sizes[:-1] == sizes[0]).all() and sizes[-1] <= sizes[0]:
+        chunk = present // sizes[0]  # regular chunks
+    else:
+        chunk = np.searchsorted(b, present, side="right") - 1
+    return np.flatnonzero(np.bincount(chunk, minlength=len(sizes)))
 
 
 def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ...]] | None:
