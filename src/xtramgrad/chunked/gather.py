@@ -399,10 +399,11 @@ def _code(g: np.ndarray) -> np.ndarray:
     return -2 - g
 
 
-def _with_fetched(table: np.ndarray, indptr: np.ndarray | None, center_parts: list[Any],
-                  starts: np.ndarray, stops: np.ndarray, fetch: Fetch
+def _with_fetched(table: np.ndarray, center_parts: list[Any], starts: np.ndarray,
+                  stops: np.ndarray, fetch: Fetch
                   ) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
-    """The chunks a block of rows reaches beyond [starts, stops), fetched and merged in:
+    """The chunks that a block of rows (padded, or CSR entries) reaches beyond [starts,
+    stops), fetched and merged in:
     ``(center_parts, starts, stops, fetched)`` sorted by position, ``fetched`` marking the
     chunks read here."""
     entries = table.reshape(-1)
@@ -447,8 +448,8 @@ def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None,
             return _ring1_task(table, center_parts, lo=lo, n=n, d=d, starts=starts,
                                stops=stops, indptr=indptr, width=width, drop=drop)
         except _Stale:  # rows reach beyond the guess (their values checked): read them
-            parts, starts, stops, fetched = _with_fetched(table, indptr, center_parts,
-                                                          starts, stops, fetch)
+            parts, starts, stops, fetched = _with_fetched(table, center_parts, starts,
+                                                          stops, fetch)
             lid, centers = _ring1_task(table, parts, lo=lo, n=n, d=d, starts=starts,
                                        stops=stops, indptr=indptr, width=width, drop=drop)
             return _coded(lid, starts, stops, fetched).astype(np.int64), centers
