@@ -518,8 +518,10 @@ def test_guessed_reach_reads_the_chunks_it_misses(tmp_path, backend, caplog):
                 gv = lazy.tram.grad("V")
                 nv = lazy.tram.neighbour_values("V")
         assert "offsets [-1, 1]" in caplog.text and "carries no plan" in caplog.text
-        plan = gather_plan(topology(lazy), Rings(1), (100,) * 20, False)
+        plan = gather_plan(topology(lazy), Rings(1), (100,) * 20, False,
+                           fetch_from=[lazy.V.data])
         assert plan.fetch and plan.reach[6] == (5, 6, 7)  # chunk 12 not given to chunk 6
+        assert not gather_plan(topology(lazy), Rings(1), (100,) * 20, False).fetch
         assert_same(g, eager.tram.grad("D"), bitwise=True)
         assert_same(gv, eager.tram.grad("V"), bitwise=True)
         assert_same(nv, eager.tram.neighbour_values("V"), bitwise=True)
@@ -566,3 +568,35 @@ def test_guess_falls_back_to_the_plan_pass(tmp_path, voronoi_ds, caplog):
     small["neighbours"] = (small.neighbours * 1).assign_attrs(
         {k: v for k, v in small.neighbours.attrs.items() if k != HALO_ATTR})
     assert guessed_dependencies(topology(small), (100,) * 4) == [(1,), (0, 2), (1, 3), (2,)]
+
+
+def test_guessed_and_stored_reach_in_one_graph(tmp_path):
+    """A guessed reach and a stored plan of the same table number their entries
+    differently: computed together, neither reads the other's tasks."""
+    eager, lazy = _far_edge_store(tmp_path)
+    planned = xtramgrad.plan(lazy)  # attributes only: the same dask arrays
+    got = dask.compute(planned.tram.grad("V"), lazy.tram.grad("D"), lazy.tram.grad("V"))
+    for g, ref in zip(got, (eager.tram.grad("V"), eager.tram.grad("D"),
+                            eager.tram.grad("V")), strict=True):
+        np.testing.assert_array_equal(g.values, ref.values)
+
+
+def test_guess_only_on_data_readable_chunk_by_chunk(tmp_path):
+    """Data persisted on a cluster (futures) or a field that a reduction over bin makes
+    cannot be read chunk by chunk inside a task: the plan is derived instead, and the
+    numbers are the same."""
+    distributed = pytest.importorskip("distributed")
+    from xtramgrad.chunked.gather import readable
+
+    eager, lazy = _far_edge_store(tmp_path, chunk=50)
+    field = lazy.D - lazy.D.mean("bin")
+    assert readable(lazy.D.data) and not readable(field.data)  # 40 chunks to re-reduce
+    lazy["E"] = field
+    np.testing.assert_array_equal(lazy.tram.grad("E").values,
+                                  (eager.D - eager.D.mean("bin")).pipe(
+                                      lambda e: eager.assign(E=e).tram.grad("E")).values)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None):
+        held = lazy.persist()
+        assert not readable(held.center.data)
+        np.testing.assert_array_equal(held.tram.grad("V").values, eager.tram.grad("V").values)

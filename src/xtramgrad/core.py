@@ -428,12 +428,14 @@ def _estimate_chunked(
 
     d = topo.ndim
     spec = req.spec(d)
-    plan = gather_plan(topo, spec, chunks, labels, split=True,
-                       method=None if req.method is None else req.method.name)
-    kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
     field = field.transpose(*[dim for dim in field.dims if dim != BIN], BIN)
+    gathered = [field.data] if sigma is None else [field.data, sigma.data]
+    plan = gather_plan(topo, spec, chunks, labels, split=True,
+                       method=None if req.method is None else req.method.name,
+                       fetch_from=gathered)
+    kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     center = _bare(topo.center.chunk({BIN: chunks}))
     batch = [dim for dim in field.dims if dim != BIN]
     fdata = field.transpose(*batch, BIN).data

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -392,6 +393,27 @@ class Fetch:
 
     def __dask_tokenize__(self) -> Any:
         return ("xtramgrad-fetch", self.array.name)
+
+
+#: most tasks a chunk read on demand may take (its own graph, culled)
+READ_TASKS = 32
+
+
+def readable(array: Any) -> bool:
+    """Whether the chunks of a dask array can be read on demand inside a task (a
+    :class:`Fetch`): each chunk's own graph is small (at most :data:`READ_TASKS` tasks for
+    the first chunk: read from a store, and elementwise operations; not a reduction over
+    ``bin``, which every read would redo) and holds no distributed future (data persisted
+    on a cluster: a task's own synchronous compute cannot resolve it). Numpy data is."""
+    import dask.array as da
+
+    if not isinstance(array, da.Array):
+        return True
+    first = array.blocks[(0,) * array.ndim]
+    graph = dict(first.__dask_graph__().cull({(first.name, *(0,) * first.ndim)}))
+    if len(graph) > READ_TASKS:
+        return False
+    return not any(type(v).__name__ == "Future" for v in graph.values())
 
 
 def _code(g: np.ndarray) -> np.ndarray:
@@ -764,14 +786,19 @@ def _array(name: str, tasks: dict[Any, Any], deps: list[Any], chunks: Any, dtype
 
 
 def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: bool, *,
-                split: bool = False, method: str | None = None) -> GatherPlan:
+                split: bool = False, method: str | None = None,
+                fetch_from: Sequence[Any] = ()) -> GatherPlan:
     """The stencils of every chunk of bins, and their entries' centers (and labels).
 
     ``split``: leave the stencils much wider than the others (:func:`apart_rows`; when the
     sizes are known without a pass over a lazy table) out of the gather, described in
     ``plan.apart``, for a caller that computes them apart. ``method``: the method's name,
     to refuse a multi-ring stencil around a hub of a ragged table before anything is built
-    (:func:`~xtramgrad.kernels.stencil.check_walk_cost`)."""
+    (:func:`~xtramgrad.kernels.stencil.check_walk_cost`). ``fetch_from``: the arrays
+    (besides the centers) whose values will be gathered on this plan; when every one of
+    them, and the centers, can be read chunk by chunk on their own (:func:`readable`), a
+    1-ring stencil of a lazy table without a plan starts from a guessed reach instead of a
+    planning pass (:func:`.locality.guessed_dependencies`)."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -818,7 +845,8 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             apart = _apart(topo, spec, drops, indptr_full, labels, n)
     lit = _table_literal(topo) if ring1 and len(drops) else None
     guess = None
-    if ring1 and lit is None and not has_locality(topo.neighbours):
+    if (ring1 and lit is None and fetch_from and not has_locality(topo.neighbours)
+            and all(readable(a) for a in (center, *fetch_from))):
         guess = guessed_dependencies(topo, chunks)
     if lit is not None:  # the chunks need not read what only the bins apart reach
         deps1 = chunk_dependencies(lit, chunks, skip=drops)
@@ -844,8 +872,11 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
 
     if ring1:
         assert width is not None
-        token = tokenize(table.name, center.name, spec, width, chunks)
         reach = [tuple(sorted({c, *deps1[c]})) for c in range(nc)]
+        # the keys name the reach: plans of the same table with other reaches (guessed,
+        # stored, exact) number their entries otherwise and may meet in one graph
+        token = tokenize(table.name, center.name, spec, width, chunks, reach,
+                         guess is not None)
         name = f"xtramgrad-stencil-{token}"
         tasks: dict[Any, Any] = {}
         fetch_key: tuple[Any, ...] = ()
@@ -914,7 +945,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
             sizes = _array(sname, walk_tasks(sname, None), [table, center],
                            ((1,) * nc, (1,), (1,)), np.int64)
             width = int(dask.compute(sizes)[0].max(initial=0))
-        token = tokenize(table.name, center.name, spec, width, chunks)
+        token = tokenize(table.name, center.name, spec, width, chunks, reach)
         name = f"xtramgrad-walk-{token}"
         tasks = walk_tasks(name, width)
         # each walk task returns (lid, ring, centers): arrays reading its items
@@ -1009,6 +1040,12 @@ def gather_values(plan: GatherPlan, values: Any) -> Any:
     tasks: dict[Any, Any] = {}
     fetch_key: tuple[Any, ...] = ()
     if plan.fetch:  # entries beyond the guessed reach: their chunks read on demand
+        if not readable(vals):
+            raise ValueError(
+                "this gather plan reads chunks on demand and the values given are not "
+                "readable chunk by chunk on their own; pass them to gather_plan(..., "
+                "fetch_from=[values])"
+            )
         fetch_key = (f"xtramgrad-fetch-{tokenize(vals.name, chunks)}",)
         tasks[fetch_key[0]] = Fetch(vals, bounds(chunks))
     for c in range(len(chunks)):

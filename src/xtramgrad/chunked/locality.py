@@ -399,11 +399,11 @@ def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ..
         if len(r) and r[0] < 0:
             return None
         shifts.update(int(x) - c for x in r)
-    if any(abs(x) > GUESS_REACH for x in shifts):
-        return None
-    if len(sample) == nc:  # every chunk read: exact
+    if len(sample) == nc:  # every chunk read: exact, however far the rows reach
         by_chunk = dict(zip(sample, refs, strict=True))
         return [tuple(int(x) for x in by_chunk.get(c, ()) if x != c) for c in range(nc)]
+    if any(abs(x) > GUESS_REACH for x in shifts):
+        return None
     return [
         tuple(c + x for x in sorted(shifts) if x != 0 and 0 <= c + x < nc and chunks[c + x])
         for c in range(nc)
