@@ -600,3 +600,18 @@ def test_guess_only_on_data_readable_chunk_by_chunk(tmp_path):
         held = lazy.persist()
         assert not readable(held.center.data)
         np.testing.assert_array_equal(held.tram.grad("V").values, eager.tram.grad("V").values)
+
+
+def test_guess_checks_the_arrays_as_gathered(tmp_path):
+    """grad_std gathers sigma rechunked like the field: the check is made on that array
+    (sigma in chunks of 2 bins makes chunks of 50 tasks each), not on sigma as given; a
+    cumulative sum along bin, cheap at its first chunk, is looked at by its last."""
+    from xtramgrad.chunked.gather import readable
+
+    eager, lazy = _far_edge_store(tmp_path)
+    eager["S"] = 0.1 + 0 * eager.D
+    lazy["S"] = (0.1 + 0 * lazy.D).chunk(bin=2)
+    got = lazy.tram.grad_std("D", std="S", method="lsq")
+    want = eager.tram.grad_std("D", std="S", method="lsq")
+    np.testing.assert_array_equal(got.values, want.values)
+    assert not readable(lazy.D.cumsum("bin").data)

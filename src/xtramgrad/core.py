@@ -431,14 +431,20 @@ def _estimate_chunked(
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
     field = field.transpose(*[dim for dim in field.dims if dim != BIN], BIN)
-    gathered = [field.data] if sigma is None else [field.data, sigma.data]
+    batch = [dim for dim in field.dims if dim != BIN]
+    fdata = field.transpose(*batch, BIN).data
+    if sigma is not None:
+        # with the field's other dims (broadcast), in its order: blockwise below then names
+        # every dim of every argument
+        sigma = _bare(sigma.chunk({BIN: chunks})).broadcast_like(field).transpose(*field.dims)
+        sigma = sigma.chunk(field.chunksizes)
+    # the arrays gathered below, as gathered (a guessed reach reads their chunks on demand)
+    gathered = [fdata] if sigma is None else [fdata, sigma.data]
     plan = gather_plan(topo, spec, chunks, labels, split=True,
                        method=None if req.method is None else req.method.name,
                        fetch_from=gathered)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     center = _bare(topo.center.chunk({BIN: chunks}))
-    batch = [dim for dim in field.dims if dim != BIN]
-    fdata = field.transpose(*batch, BIN).data
     nv = xr.DataArray(gather_values(plan, fdata), dims=(*batch, BIN, kdim))
     nc = xr.DataArray(plan.center, dims=(BIN, kdim, SPACE))
     ring = xr.DataArray(plan.ring, dims=(BIN, kdim))
@@ -451,10 +457,6 @@ def _estimate_chunked(
         args.append(xr.DataArray(plan.label, dims=(BIN, kdim)))
         dims.append([kdim])
     if sigma is not None:
-        # with the field's other dims (broadcast), in its order: blockwise below then names
-        # every dim of every argument
-        sigma = _bare(sigma.chunk({BIN: chunks})).broadcast_like(field).transpose(*field.dims)
-        sigma = sigma.chunk(field.chunksizes)
         ns = xr.DataArray(gather_values(plan, sigma.data), dims=(*batch, BIN, kdim))
         args += [sigma, ns]
         dims += [[], [kdim]]

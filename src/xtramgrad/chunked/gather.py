@@ -404,16 +404,21 @@ def readable(array: Any) -> bool:
     :class:`Fetch`): each chunk's own graph is small (at most :data:`READ_TASKS` tasks for
     the first chunk: read from a store, and elementwise operations; not a reduction over
     ``bin``, which every read would redo) and holds no distributed future (data persisted
-    on a cluster: a task's own synchronous compute cannot resolve it). Numpy data is."""
+    on a cluster: a task's own synchronous compute cannot resolve it). Numpy data is. The
+    first and the last chunks are looked at (a cumulative sum along bin grows)."""
     import dask.array as da
 
     if not isinstance(array, da.Array):
         return True
-    first = array.blocks[(0,) * array.ndim]
-    graph = dict(first.__dask_graph__().cull({(first.name, *(0,) * first.ndim)}))
-    if len(graph) > READ_TASKS:
-        return False
-    return not any(type(v).__name__ == "Future" for v in graph.values())
+    if any(n == 0 for n in array.numblocks):
+        return True
+    for at in {(0,) * array.ndim, tuple(n - 1 for n in array.numblocks)}:
+        one = array.blocks[at]
+        graph = dict(one.__dask_graph__().cull({(one.name, *(0,) * one.ndim)}))
+        if len(graph) > READ_TASKS or any(type(v).__name__ == "Future"
+                                          for v in graph.values()):
+            return False
+    return True
 
 
 def _code(g: np.ndarray) -> np.ndarray:
@@ -1040,11 +1045,10 @@ def gather_values(plan: GatherPlan, values: Any) -> Any:
     tasks: dict[Any, Any] = {}
     fetch_key: tuple[Any, ...] = ()
     if plan.fetch:  # entries beyond the guessed reach: their chunks read on demand
-        if not readable(vals):
+        if not readable(vals):  # a caller's error: gather_plan was not told of vals
             raise ValueError(
-                "this gather plan reads chunks on demand and the values given are not "
-                "readable chunk by chunk on their own; pass them to gather_plan(..., "
-                "fetch_from=[values])"
+                "internal: a gather plan with a guessed reach was given values it was not "
+                "built for (gather_plan(..., fetch_from=[values]) must list them)"
             )
         fetch_key = (f"xtramgrad-fetch-{tokenize(vals.name, chunks)}",)
         tasks[fetch_key[0]] = Fetch(vals, bounds(chunks))
