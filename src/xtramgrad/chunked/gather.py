@@ -452,11 +452,9 @@ def _coded(lid: np.ndarray, starts: np.ndarray, stops: np.ndarray, fetched: np.n
     """``lid``, positions in the sorted chunks [starts, stops) of which some were
     ``fetched``, as positions in the others alone (the chunks the task was given), the
     entries in fetched chunks as :func:`_code` of their global ids."""
-    offset = _offsets(starts, stops)
-    c = np.clip(np.searchsorted(offset, lid, side="right") - 1, 0, None)
-    g = lid - offset[c] + starts[c]
-    given = _local_numbering(starts[~fetched], stops[~fetched])(g)
-    return np.where(lid < 0, -1, np.where(fetched[c], _code(g), given))
+    g = _global_ids(lid, starts=starts, stops=stops)
+    given = _local_numbering(starts[~fetched], stops[~fetched])(g)  # -1: in a fetched chunk
+    return np.where(lid < 0, -1, np.where(given < 0, _code(g), given))
 
 
 def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None, *, lo: int,
