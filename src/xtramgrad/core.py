@@ -18,6 +18,7 @@ dask is imported only on the chunked path.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -326,9 +327,10 @@ def _gathered_kernel(
     lab = rest_l.pop(0) if labels else None
     n, k, d = nbr_center.shape[-3:]
     batch = np.broadcast_shapes(values.shape[:-1], nbr_values.shape[:-2])
-    flat = np.broadcast_to(values, batch + (n,)).reshape(-1, n)
+    size = math.prod(batch)  # not -1: a chunk may hold no bins
+    flat = np.broadcast_to(values, batch + (n,)).reshape(size, n)
     check_finite(flat, var, ids=positions)
-    nv = np.broadcast_to(nbr_values, batch + (n, k)).reshape(-1, n, k)
+    nv = np.broadcast_to(nbr_values, batch + (n, k)).reshape(size, n, k)
     centers = np.asarray(centers, dtype=np.float64).reshape(n, d)
     if not np.isfinite(centers).all():
         from .topology import check_values
@@ -337,8 +339,8 @@ def _gathered_kernel(
     nbr_center = np.asarray(nbr_center).reshape(n, k, d)
     sig = nsig = None
     if sigma:
-        sig = np.broadcast_to(rest_l[0], batch + (n,)).reshape(-1, n)
-        nsig = np.broadcast_to(rest_l[1], batch + (n, k)).reshape(-1, n, k)
+        sig = np.broadcast_to(rest_l[0], batch + (n,)).reshape(size, n)
+        nsig = np.broadcast_to(rest_l[1], batch + (n, k)).reshape(size, n, k)
         _check_sigma(sig, flat)
     if req.func is not None:
         keep = np.ones(n, dtype=bool)
