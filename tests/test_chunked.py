@@ -570,6 +570,99 @@ def test_guess_falls_back_to_the_plan_pass(tmp_path, voronoi_ds, caplog):
     assert guessed_dependencies(topology(small), (100,) * 4) == [(1,), (0, 2), (1, 3), (2,)]
 
 
+@pytest.mark.parametrize("chunks", [(100,) * 4 + (37,), (60, 140, 0, 100, 137)])
+def test_chunk_refs_counts_the_chunks_a_block_reaches(chunks):
+    """The sample's count of the chunks a block of rows points into, on regular and
+    irregular chunks (an empty one among them), against a sort of the entries; an entry
+    out of range gives [-1]."""
+    from xtramgrad.chunked.locality import _chunk_refs, bounds
+
+    b = bounds(chunks)
+    n = int(b[-1])
+    rng = np.random.default_rng(len(chunks))
+    rows = rng.integers(0, 150, size=(50, 6))  # the first chunks
+    rows[:, 3:] = np.where(rng.random((50, 3)) < 0.5, -1, rows[:, 3:])  # padding
+    rows[:, :2] = rng.integers(n - 40, n, size=(50, 2))  # the last chunk, reached
+    expected = np.unique(np.searchsorted(b, rows[rows >= 0], side="right") - 1)
+    np.testing.assert_array_equal(_chunk_refs(rows, b), expected)
+    assert len(expected) < len(chunks)  # the test is not trivially every chunk
+    for bad in (n, -2):
+        wrong = rows.copy()
+        wrong[7, 1] = bad
+        np.testing.assert_array_equal(_chunk_refs(wrong, b), [-1])
+
+
+def test_guess_warms_the_kernels_alongside_its_sample(tmp_path):
+    """On the threaded scheduler the sample's compute also runs the caller's warm-up, once
+    (numba loads the 1-ring gather while the chunks are read, not in the gradient's
+    first tasks, where every thread would wait); elsewhere it is skipped. The guess is the
+    same either way, and after the warm-up a chunked gradient compiles nothing more."""
+    from xtramgrad import kernels
+    from xtramgrad.chunked.gather import _warm_ring1
+    from xtramgrad.chunked.locality import guessed_dependencies
+    from xtramgrad.topology import topology
+
+    _, lazy = _far_edge_store(tmp_path)
+    topo = topology(lazy)
+    calls = []
+    with dask.config.set(scheduler="threads"):
+        warmed = guessed_dependencies(topo, (100,) * 20, warm=lambda: calls.append(1))
+    assert calls == [1]
+    with dask.config.set(scheduler="synchronous"):
+        assert guessed_dependencies(topo, (100,) * 20, warm=lambda: calls.append(2)) == warmed
+    assert calls == [1] and warmed == guessed_dependencies(topo, (100,) * 20)
+    if not kernels.numba_available():
+        return
+    from xtramgrad.kernels import _numba
+
+    previous = kernels.set_backend("numba")
+    try:
+        _warm_ring1()
+        loaded = (len(_numba.ring1_rows.signatures), len(_numba.take_values.signatures))
+        assert min(loaded) >= 1
+        lazy.tram.grad("D").compute()  # the guessed path: the same signatures as the warm-up
+        assert (len(_numba.ring1_rows.signatures),
+                len(_numba.take_values.signatures)) == loaded
+    finally:
+        kernels.set_backend(previous)
+
+
+_EMPTY_CHUNK_OPS = {
+    "grad1": lambda d: d.tram.grad("D"),
+    "grad1 over time": lambda d: d.tram.grad("V"),
+    "lsq": lambda d: d.tram.grad("D", method="lsq"),
+    "gradn": lambda d: d.tram.grad("D", method="gradn"),
+    "lsq2": lambda d: d.tram.grad("D", method="lsq2"),
+    "grad_std": lambda d: d.tram.grad_std("D", std="S", method="lsq"),
+    "neighbour_values": lambda d: d.tram.neighbour_values("D"),
+    "div": lambda d: d.tram.div("F"),
+    "curl": lambda d: d.tram.curl("F"),
+    "laplacian": lambda d: d.tram.laplacian("D"),
+}
+
+
+@pytest.mark.parametrize("chunks", [(100, 0, 300), (0, 150, 0, 250, 0)])
+@pytest.mark.parametrize("lazy_table", [False, True])
+def test_empty_chunks_along_bin(chunks, lazy_table):
+    """Chunks of no bins along bin (a boolean isel of dask data makes them) change no
+    number: every operator equals the eager one, bit for bit, with the table in memory
+    and lazy (planned in a pass, or its reach guessed)."""
+    ds = xtramgrad.grid((20, 20))
+    x, y = ds.center.sel(space="x"), ds.center.sel(space="y")
+    ds["D"] = x**2 + y
+    ds["V"] = (("time", "bin"), np.stack([ds.D.values, -ds.D.values]))
+    ds["S"] = 0.1 + 0 * ds.D
+    ds["F"] = xr.concat([x * y, x - y], "space").transpose("bin", "space")
+    lazy = ds.chunk(bin=chunks)
+    if lazy_table:
+        lazy["neighbours"] = (lazy.neighbours * 1).assign_attrs(
+            {k: v for k, v in lazy.neighbours.attrs.items() if k != HALO_ATTR})
+    for name, op in _EMPTY_CHUNK_OPS.items():
+        got = op(lazy)
+        assert got.chunks is not None and 0 in got.chunks[got.dims.index("bin")], name
+        assert_same(got, op(ds), bitwise=True)
+
+
 def test_guessed_and_stored_reach_in_one_graph(tmp_path):
     """A guessed reach and a stored plan of the same table number their entries
     differently: computed together, neither reads the other's tasks."""

@@ -510,6 +510,18 @@ def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None,
     return lid, centers
 
 
+def _warm_ring1() -> None:
+    """Load the compiled 1-ring gather (numba reads a kernel's cache at its first call,
+    about 0.4 s, during which every other thread calling it waits): :func:`_ring1_task`
+    on a two-bin table, as the chunks' tasks call it. Nothing without numba."""
+    if compiled_kernels() is None:
+        return
+    lid, _ = _ring1_task(np.array([[1], [0]]), [np.zeros((2, 1))], lo=0, n=2, d=1,
+                         starts=np.array([0]), stops=np.array([2]), indptr=None, width=1,
+                         drop=np.zeros(0, dtype=np.int64))
+    _take(lid, [np.zeros((1, 2))], trailing=True)
+
+
 def _walk_task(table_parts: list[Any], center_parts: list[Any], *, lo: int, hi: int, n: int,
                d: int, spec: StencilSpec, width: int | None, table_chunks: np.ndarray,
                center_chunks: np.ndarray, indptrs: list[np.ndarray | None],
@@ -735,14 +747,13 @@ def _take_task(lid: Any, parts: list[Any], fetch: Fetch | None = None, *, traili
     (:func:`_code`) come from the blocks ``(*index, chunk)`` that hold them, read here."""
     lid = np.asarray(lid)
     out = _take(lid, parts, trailing=trailing)
-    if fetch is not None:
+    if fetch is not None and lid.size and lid.min() < -1:  # (a min: cheaper than nonzero)
         rows, cols = np.nonzero(lid < -1)
-        if len(rows):
-            g = _code(lid[rows, cols])
-            extra = fetch.chunks_of(g)
-            data = np.concatenate([fetch.block((*index, int(c))) for c in extra], axis=-1)
-            at = _local_numbering(fetch.bounds[extra], fetch.bounds[extra + 1])(g)
-            out[..., rows, cols] = data[..., at]
+        g = _code(lid[rows, cols])
+        extra = fetch.chunks_of(g)
+        data = np.concatenate([fetch.block((*index, int(c))) for c in extra], axis=-1)
+        at = _local_numbering(fetch.bounds[extra], fetch.bounds[extra + 1])(g)
+        out[..., rows, cols] = data[..., at]
     return out
 
 
@@ -850,7 +861,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     guess = None
     if (ring1 and lit is None and fetch_from and not has_locality(topo.neighbours)
             and all(readable(a) for a in (center, *fetch_from))):
-        guess = guessed_dependencies(topo, chunks)
+        guess = guessed_dependencies(topo, chunks, warm=_warm_ring1)
     if lit is not None:  # the chunks need not read what only the bins apart reach
         deps1 = chunk_dependencies(lit, chunks, skip=drops)
     elif guess is not None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -346,21 +346,30 @@ def _chunk_refs(rows: Any, b: np.ndarray) -> np.ndarray:
     """The chunks (bounds ``b``) that the entries of a block of padded rows point into
     (sorted), or ``[-1]`` when an entry is out of range (the plan pass and the tasks report
     those). One counting pass, no sort, in numpy: the compiled kernels' first load is left
-    to the gradient's tasks (as with a stored plan), not added before them."""
+    to a task of its own (:func:`guessed_dependencies`' ``warm``), not added before the
+    sample."""
     rows = np.asarray(rows).reshape(-1)
     n = int(b[-1])
     if len(rows) and (rows.min() < -1 or rows.max() >= n):
         return np.array([-1])
     sizes = np.diff(b)
-    present = rows[rows >= 0]
     if len(sizes) and (sizes[:-1] == sizes[0]).all() and sizes[-1] <= sizes[0]:
-        chunk = present // sizes[0]  # regular chunks
-    else:
-        chunk = np.searchsorted(b, present, side="right") - 1
+        return _bucket_refs(rows, int(sizes[0]), len(sizes))  # regular chunks
+    chunk = np.searchsorted(b, rows[rows >= 0], side="right") - 1
     return np.flatnonzero(np.bincount(chunk, minlength=len(sizes)))
 
 
-def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ...]] | None:
+def _bucket_refs(entries: np.ndarray, block: int, nb: int) -> np.ndarray:
+    """The blocks of ``block`` bins (``nb`` of them) that ``entries`` (all in -1..n-1)
+    point into, sorted: -1 (padding) counts in bucket 0, block ``k`` in bucket ``k + 1``,
+    so that no mask is made."""
+    hit = np.bincount((entries + block) // block, minlength=nb + 1)[1:]
+    return np.flatnonzero(hit).astype(np.int64)
+
+
+def guessed_dependencies(
+    topo: Any, chunks: Sequence[int], warm: Callable[[], object] | None = None
+) -> list[tuple[int, ...]] | None:
     """``deps(c)`` of a lazy padded table without a plan, guessed from a sample: the rows
     of up to :data:`GUESS_SAMPLES` chunks spread along ``bin`` are read (one compute, a
     chunk per task), the chunk offsets their entries reach are collected, and every chunk
@@ -370,6 +379,10 @@ def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ..
     and the result is exact. Rows outside the guess read what they need in their task
     (:func:`xtramgrad.chunked.gather.gather_plan`); the guess only decides what each task
     is given up front.
+
+    ``warm``: a task run in the sample's compute, beside the reads: the caller loads its
+    compiled kernels there, instead of in its first tasks, where every thread would wait
+    for them. Only on the threaded scheduler, whose threads the later tasks share.
 
     Examples
     --------
@@ -384,6 +397,8 @@ def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ..
     [(1,), (0, 2), (1, 3)]
     """
     import dask
+    import dask.threaded
+    from dask.base import get_scheduler
 
     if getattr(topo, "layout", "padded") == "ragged":
         return None
@@ -393,7 +408,13 @@ def guessed_dependencies(topo: Any, chunks: Sequence[int]) -> list[tuple[int, ..
     data = data.rechunk({0: tuple(chunks), 1: -1})
     spread = np.unique(np.linspace(0, nc - 1, min(nc, GUESS_SAMPLES)).round().astype(int))
     sample = [int(c) for c in spread if chunks[c] > 0]
-    refs = dask.compute(*[dask.delayed(_chunk_refs)(data.blocks[c], b) for c in sample])
+    parts = data.to_delayed().ravel()  # one graph for the sample, not one per block
+    tasks = [dask.delayed(_chunk_refs)(parts[c], b) for c in sample]
+    if warm is not None and get_scheduler(collections=[data]) is dask.threaded.get:
+        tasks.insert(0, dask.delayed(warm)())
+        refs = dask.compute(*tasks)[1:]
+    else:
+        refs = dask.compute(*tasks)
     shifts: set[int] = set()
     for c, r in zip(sample, refs, strict=True):
         if len(r) and r[0] < 0:
@@ -500,9 +521,7 @@ def _block_refs(table: np.ndarray, block: int, n: int) -> np.ndarray:
         return compiled.block_refs(np.ascontiguousarray(t, dtype=np.int64), int(block), int(n))
     if t.min() < -1 or t.max() >= n:
         t = t[(t >= -1) & (t < n)]
-    # -1 (padding) counts in bucket 0, block b in bucket b + 1
-    hit = np.bincount((t + block) // block, minlength=nb + 1)[1:]
-    return np.flatnonzero(hit).astype(np.int64)
+    return _bucket_refs(t, block, nb)
 
 
 def _compute_plan(topo: Any, block: int) -> dict[str, Any]:
