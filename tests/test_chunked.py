@@ -663,6 +663,42 @@ def test_empty_chunks_along_bin(chunks, lazy_table):
         assert_same(got, op(ds), bitwise=True)
 
 
+@pytest.mark.parametrize("planned", [False, True])
+def test_deferred_write_streams(tmp_path, planned):
+    """``to_zarr(out, compute=False)`` then ``.compute()`` (a graph with one output) of a
+    store opened the ordinary way streams as the plain ``to_zarr`` does: the stencils of a
+    few chunks are held at once, not every chunk's (with the reader's array object in a
+    task of its own before every read, dask's order gathered all 10 chunks' stencils
+    first); the numbers are the eager ones."""
+    from dask.callbacks import Callback
+
+    from xtramgrad.chunked.gather import inline_reader
+
+    pytest.importorskip("zarr")
+    ds = xtramgrad.grid((100, 100))
+    ds["D"] = ds.center.sel(space="x") ** 2 * ds.center.sel(space="y")
+    ds.neighbours.attrs.pop(HALO_ATTR)
+    ds.chunk(bin=1000).to_zarr(tmp_path / "in.zarr")
+    opened = xr.open_zarr(tmp_path / "in.zarr")
+    assert "original-" + opened.D.data.name in opened.D.data.__dask_graph__().layers
+    assert list(inline_reader(opened.D.data).__dask_graph__().layers) == [opened.D.data.name]
+    if planned:
+        opened = xtramgrad.plan(opened)
+    held = []
+
+    class Held(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            held.append(sum(str(k[0]).startswith("xtramgrad-stencil")
+                            for k in state["cache"] if isinstance(k, tuple)))
+
+    g = opened.tram.grad("D")
+    with dask.config.set(scheduler="synchronous"), Held():
+        g.to_dataset(name="g").to_zarr(tmp_path / "out.zarr", compute=False).compute()
+    assert 0 < max(held) <= 9  # (lid, centers) of at most 3 chunks of 10 (30 before)
+    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "out.zarr").g.values,
+                                  ds.tram.grad("D").values)
+
+
 def test_guessed_and_stored_reach_in_one_graph(tmp_path):
     """A guessed reach and a stored plan of the same table number their entries
     differently: computed together, neither reads the other's tasks."""

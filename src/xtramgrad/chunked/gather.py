@@ -110,8 +110,52 @@ def _as_dask(data: Any, chunks: tuple[tuple[int, ...], ...]) -> Any:
     import dask.array as da
 
     if isinstance(data, da.Array):
+        data = inline_reader(data)
         return data if data.chunks == chunks else data.rechunk(chunks)
     return da.from_array(np.asarray(data), chunks=chunks)
+
+
+def inline_reader(data: Any) -> Any:
+    """``data`` as xarray's ``inline_array=True`` reads it. A dask array that only reads an
+    array object chunk by chunk, with the object in a task of its own before every chunk's
+    read (what ``xr.open_zarr`` and ``xr.open_dataset(..., chunks=...)`` build by default),
+    gets the object in each chunk's read instead, under the same keys; anything else is
+    returned as it is.
+
+    Why: with that one task before every read, dask orders a graph with a single output
+    (``ds.to_zarr(out, compute=False)``, then ``.compute()``) by reading every chunk of one
+    array first, and every chunk's stencils are then gathered before any is used. At 10^7
+    bins that held 3.2 GB instead of 0.9 GB (dask's own ``map_overlap`` does the same).
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> class Stored:  # an array read chunk by chunk, as a zarr array is
+    ...     shape, dtype, ndim = (6,), np.dtype(float), 1
+    ...     def __getitem__(self, key):
+    ...         return np.arange(6.0)[key]
+    >>> x = da.from_array(Stored(), chunks=3, name="x", inline_array=False)
+    >>> sorted(x.__dask_graph__().layers)
+    ['original-x', 'x']
+    >>> y = inline_reader(x)
+    >>> list(y.__dask_graph__().layers), y.name == x.name, bool((y == x).all())
+    (['x'], True, True)
+    """
+    import dask.array as da
+
+    if not isinstance(data, da.Array):
+        return data
+    layers = data.__dask_graph__().layers
+    root = f"original-{data.name}"
+    if set(layers) != {root, data.name} or len(layers[root]) != 1:
+        return data
+    source = layers[root][root]
+    plain = da.from_array(source, chunks=data.chunks, name=data.name, inline_array=False,
+                          meta=data._meta)
+    if dict(plain.__dask_graph__()) != dict(data.__dask_graph__()):
+        return data  # read otherwise (a lock, a getter of its own): left alone
+    return da.from_array(source, chunks=data.chunks, name=data.name, inline_array=True,
+                         meta=data._meta)
 
 
 def _table_literal(topo: Any) -> Any:
