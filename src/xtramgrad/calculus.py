@@ -784,24 +784,23 @@ def _laplacian_fv_chunked(field: xr.DataArray, topo: Topology, fa: xr.DataArray,
                           ) -> xr.DataArray:
     import dask.array as da
 
-    from .chunked.gather import gather_plan, gather_values, inline_reader
+    from .chunked.gather import gather_plan, gather_values
 
     plan = gather_plan(topo, Rings(1), chunks, False)
     k = plan.width
     field = field.chunk({BIN: chunks})
-    field = field.copy(data=inline_reader(field.data))
     batch = [dim for dim in field.dims if dim != BIN]
     field = field.transpose(*batch, BIN)
     nv = gather_values(plan, field.data)
-    center = inline_reader(topo.center.transpose(BIN, SPACE).chunk({BIN: chunks}).data)
+    center = topo.center.transpose(BIN, SPACE).chunk({BIN: chunks}).data
     if topo.layout == "ragged":
         area = _ragged_area_blocks(topo, fa, chunks, k)
     else:
-        area = inline_reader(fa.transpose(BIN, NBR).chunk({BIN: chunks}).data)
+        area = fa.transpose(BIN, NBR).chunk({BIN: chunks}).data
         area = area.rechunk((chunks, (k,)))
     w = da.blockwise(_fv_weights, "ik", area, "ik", plan.ids, "ik", plan.center, "ikj",
                      center, "ij", dtype=np.float64, concatenate=True)
-    v = inline_reader(vol.chunk({BIN: chunks}).data)
+    v = vol.chunk({BIN: chunks}).data
     inv = v.map_blocks(_checked_inverse_volume, dtype=np.float64)
     kdim = "_xtramgrad_face"
     args = [

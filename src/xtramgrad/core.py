@@ -426,22 +426,19 @@ def _estimate_chunked(
     field: xr.DataArray, topo: Topology, req: Request, combine: np.ndarray,
     sigma: xr.DataArray | None, chunks: tuple[int, ...], labels: bool,
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    from .chunked.gather import gather_plan, gather_values, inline_reader
+    from .chunked.gather import gather_plan, gather_values
 
     d = topo.ndim
     spec = req.spec(d)
     # bin last: apply_ufunc then passes the centers (bin, space) without broadcast axes
     field = field.chunk({BIN: chunks})
-    field = field.copy(data=inline_reader(field.data))
     field = field.transpose(*[dim for dim in field.dims if dim != BIN], BIN)
     batch = [dim for dim in field.dims if dim != BIN]
     fdata = field.transpose(*batch, BIN).data
     if sigma is not None:
         # with the field's other dims (broadcast), in its order: blockwise below then names
         # every dim of every argument
-        sigma = _bare(sigma.chunk({BIN: chunks}))
-        sigma = sigma.copy(data=inline_reader(sigma.data))
-        sigma = sigma.broadcast_like(field).transpose(*field.dims)
+        sigma = _bare(sigma.chunk({BIN: chunks})).broadcast_like(field).transpose(*field.dims)
         sigma = sigma.chunk(field.chunksizes)
     # the arrays gathered below, as gathered (a guessed reach reads their chunks on demand)
     gathered = [fdata] if sigma is None else [fdata, sigma.data]
@@ -450,7 +447,6 @@ def _estimate_chunked(
                        fetch_from=gathered)
     kdim = NBR if isinstance(spec, Rings) and spec.depth == 1 else STENCIL
     center = _bare(topo.center.chunk({BIN: chunks}))
-    center = center.copy(data=inline_reader(center.data))
     nv = xr.DataArray(gather_values(plan, fdata), dims=(*batch, BIN, kdim))
     nc = xr.DataArray(plan.center, dims=(BIN, kdim, SPACE))
     ring = xr.DataArray(plan.ring, dims=(BIN, kdim))
@@ -1139,10 +1135,8 @@ def neighbour_offsets(ds: xr.Dataset, *, rings: int = 1) -> xr.DataArray:
         nbr = np.where((ids >= 0)[..., None], c[np.where(ids >= 0, ids, 0)], np.nan)
         data: Any = nbr - c[:, None, :]
     else:
-        from .chunked.gather import inline_reader
-
         plan, chunks = ids
-        cdata = inline_reader(center.chunk({BIN: chunks}).data)
+        cdata = center.chunk({BIN: chunks}).data
         data = plan.center - cdata[:, None, :]
     coords = {k: v for k, v in center.coords.items()}
     res = xr.DataArray(data, dims=(BIN, kdim, SPACE), coords=coords, name=f"{kdim}_offset")

@@ -126,6 +126,10 @@ def inline_reader(data: Any) -> Any:
     (``ds.to_zarr(out, compute=False)``, then ``.compute()``) by reading every chunk of one
     array first, and every chunk's stencils are then gathered before any is used. At 10^7
     bins that held 3.2 GB instead of 0.9 GB (dask's own ``map_overlap`` does the same).
+    Only the arrays the gather reads (:func:`_as_dask`: centers, table, gathered values)
+    are read this way: the field and centers that the kernel takes as they are keep their
+    reader's task, since inlining those too changed the order of the plain ``to_zarr`` and
+    raised its peak memory at 10^8 bins from 1.5 to 2.3 GB.
 
     Examples
     --------
