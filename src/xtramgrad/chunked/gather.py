@@ -149,9 +149,9 @@ def inline_reader(data: Any) -> Any:
 
     if not isinstance(data, da.Array):
         return data
-    layers = data.__dask_graph__().layers
+    layers = getattr(data.__dask_graph__(), "layers", None)  # a HighLevelGraph's
     root = f"original-{data.name}"
-    if set(layers) != {root, data.name} or len(layers[root]) != 1:
+    if layers is None or set(layers) != {root, data.name} or len(layers[root]) != 1:
         return data
     source = layers[root][root]
     plain = da.from_array(source, chunks=data.chunks, name=data.name, inline_array=False,
