@@ -699,6 +699,38 @@ def test_deferred_write_streams(tmp_path, planned):
                                   ds.tram.grad("D").values)
 
 
+@pytest.mark.parametrize("lazy_table", [False, True])
+def test_neighbour_values_of_a_table_with_gaps(lazy_table):
+    """A padded table may hold -1 between its entries. neighbour_values and
+    neighbour_offsets give each row's present neighbours first, in the table's order, then
+    the padding: eager and chunked alike, bit for bit (eager kept the table's slots, and
+    the two differed). The gradients do not depend on the gaps."""
+    base = xtramgrad.grid((12, 10))
+    base["D"] = base.center.sel(space="x") ** 2 - base.center.sel(space="y")
+    packed = base.neighbours.values
+    n, k = packed.shape
+    rng = np.random.default_rng(11)
+    gapped = np.full((n, k + 3), -1)
+    for i, row in enumerate(packed):
+        present = row[row >= 0]
+        slots = np.sort(rng.choice(k + 3, size=len(present), replace=False))
+        gapped[i, slots] = present
+    assert ((gapped[:, 1:] >= 0) & (gapped[:, :-1] < 0)).any()  # gaps inside rows
+    ds = xtramgrad.from_neighbours(base.center.values, gapped, D=base.D.values)
+    lazy = ds.chunk(bin=30)
+    if lazy_table:
+        lazy["neighbours"] = (lazy.neighbours * 1).assign_attrs(
+            {k: v for k, v in lazy.neighbours.attrs.items() if k != HALO_ATTR})
+    eager_nv = ds.tram.neighbour_values("D")
+    expected = np.full((n, k + 3), np.nan)
+    expected[:, :k] = base.tram.neighbour_values("D").values
+    np.testing.assert_array_equal(eager_nv.values, expected)
+    assert_same(lazy.tram.neighbour_values("D"), eager_nv, bitwise=True)
+    assert_same(lazy.tram.neighbour_offsets(), ds.tram.neighbour_offsets(), bitwise=True)
+    np.testing.assert_array_equal(ds.tram.grad("D").values, base.tram.grad("D").values)
+    assert_same(lazy.tram.grad("D"), ds.tram.grad("D"), bitwise=True)
+
+
 def test_guessed_and_stored_reach_in_one_graph(tmp_path):
     """A guessed reach and a stored plan of the same table number their entries
     differently: computed together, neither reads the other's tasks."""

@@ -1078,6 +1078,8 @@ def topo_arrays(topo: Topology, labels: bool) -> dict[str, Any]:
 
 def neighbour_values(ds: xr.Dataset, variable: Hashable, *, rings: int = 1) -> xr.DataArray:
     """The values of each bin's neighbours: a DataArray ``(..., bin, nbr)``, NaN at padding.
+    Each row holds its present neighbours first, in the table's order, then the padding
+    (also where the table holds -1 between entries), eager and chunked alike.
 
     With ``rings=2`` (or more), the bins within that many steps of the table, in the
     stencil order of :mod:`xtramgrad.kernels.stencil`, along a dim ``stencil``. Eager on
@@ -1146,6 +1148,23 @@ def neighbour_offsets(ds: xr.Dataset, *, rings: int = 1) -> xr.DataArray:
     return res
 
 
+def _left_packed(table: np.ndarray) -> np.ndarray:
+    """The rows of a padded table with their present entries first, in their order, and
+    the padding after them, as the chunked gather lays them out (a table may hold -1
+    between entries).
+
+    Examples
+    --------
+    >>> _left_packed(np.array([[-1, 2, -1, 5], [1, 3, -1, -1]])).tolist()
+    [[2, 5, -1, -1], [1, 3, -1, -1]]
+    """
+    present = table >= 0
+    if not (present[:, 1:] & ~present[:, :-1]).any():
+        return table
+    order = np.argsort(~present, axis=1, kind="stable")
+    return np.take_along_axis(table, order, axis=1)
+
+
 def _stencil_ids(topo: Topology, rings: int) -> tuple[Any, str]:
     if isinstance(rings, bool) or not isinstance(rings, (int, np.integer)) or rings < 1:
         raise ValueError(f"rings={rings!r}; expected a number of rings >= 1.")
@@ -1159,7 +1178,7 @@ def _stencil_ids(topo: Topology, rings: int) -> tuple[Any, str]:
         indptr, indices = table_csr(topo)
         n = len(indptr) - 1
         if rings == 1 and getattr(topo, "layout", "padded") == "padded":
-            return np.asarray(topo.neighbours.transpose(BIN, NBR).values), kdim
+            return _left_packed(np.asarray(topo.neighbours.transpose(BIN, NBR).values)), kdim
         sp, ids, _ = ring_stencil(indptr, indices, np.arange(n), spec)
         return pad_rows(sp, ids), kdim
     from .chunked.gather import gather_plan
