@@ -1158,11 +1158,12 @@ def _left_packed(table: np.ndarray) -> np.ndarray:
     >>> _left_packed(np.array([[-1, 2, -1, 5], [1, 3, -1, -1]])).tolist()
     [[2, 5, -1, -1], [1, 3, -1, -1]]
     """
+    from .topology.tables import left_pack_order
+
     present = table >= 0
     if not (present[:, 1:] & ~present[:, :-1]).any():
-        return table
-    order = np.argsort(~present, axis=1, kind="stable")
-    return np.take_along_axis(table, order, axis=1)
+        return table  # already left-packed: no copy
+    return np.take_along_axis(table, left_pack_order(present), axis=1)
 
 
 def _stencil_ids(topo: Topology, rings: int) -> tuple[Any, str]:

@@ -149,14 +149,15 @@ def inline_reader(data: Any) -> Any:
 
     if not isinstance(data, da.Array):
         return data
-    layers = getattr(data.__dask_graph__(), "layers", None)  # a HighLevelGraph's
+    graph = data.__dask_graph__()
+    layers = getattr(graph, "layers", None)  # a HighLevelGraph's
     root = f"original-{data.name}"
     if layers is None or set(layers) != {root, data.name} or len(layers[root]) != 1:
         return data
     source = layers[root][root]
     plain = da.from_array(source, chunks=data.chunks, name=data.name, inline_array=False,
                           meta=data._meta)
-    if dict(plain.__dask_graph__()) != dict(data.__dask_graph__()):
+    if dict(plain.__dask_graph__()) != dict(graph):
         return data  # read otherwise (a lock, a getter of its own): left alone
     return da.from_array(source, chunks=data.chunks, name=data.name, inline_array=True,
                          meta=data._meta)

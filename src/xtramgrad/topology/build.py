@@ -29,7 +29,7 @@ from .schema import (
     _problem_message,
     topology,
 )
-from .tables import bin_coordinate, choose_layout, table_variables
+from .tables import bin_coordinate, choose_layout, left_pack_order, table_variables
 
 
 def _space_labels(space: Sequence[Hashable] | None, d: int) -> list[Hashable]:
@@ -521,7 +521,7 @@ def voronoi(
         left[order[1:]] = order[:-1]
         right[order[:-1]] = order[1:]
         table = np.stack([left, right], axis=1)
-        table = np.take_along_axis(table, np.argsort(table < 0, axis=1, kind="stable"), axis=1)
+        table = np.take_along_axis(table, left_pack_order(table >= 0), axis=1)
         indptr, indices, _ = _csr_from_padded(table.astype(np.int64))
         tables = _voronoi_tables(pts, indptr, indices, layout, bounds, units, geometry)
         return _dataset(pts, tables, space, units, measurements)
@@ -762,8 +762,7 @@ def _grid_block(
         inside &= (moved >= 0) & (moved < size)
     lin = np.where(inside, flat[:, None] + (offsets @ _strides(shape))[None, :], -1)
     # pack present neighbours first, keeping their (ascending) order
-    order = np.argsort(~inside, axis=1, kind="stable")
-    table = np.take_along_axis(lin, order, axis=1)
+    table = np.take_along_axis(lin, left_pack_order(inside), axis=1)
     return center, table
 
 

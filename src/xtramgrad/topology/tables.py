@@ -106,6 +106,21 @@ def _edge_fill(name: Hashable, dtype: np.dtype) -> Any:
     return 0  # neighbour_label: 0 means no neighbour
 
 
+def left_pack_order(present: np.ndarray) -> np.ndarray:
+    """For each row of a padded table, the column order that puts its present entries
+    (``present``, a boolean (n, k) mask) first, in their order, and the padding after
+    them: apply it with ``np.take_along_axis(..., axis=1)`` to the table and to every
+    per-edge array.
+
+    Examples
+    --------
+    >>> table = np.array([[-1, 2, -1, 5], [1, 3, -1, -1]])
+    >>> np.take_along_axis(table, left_pack_order(table >= 0), axis=1).tolist()
+    [[2, 5, -1, -1], [1, 3, -1, -1]]
+    """
+    return np.argsort(~present, axis=1, kind="stable")
+
+
 def pad_rows(
     indptr: np.ndarray, values: np.ndarray, width: int, fill: Any
 ) -> np.ndarray:
@@ -388,7 +403,7 @@ def _isel_padded(
     edge = {name: np.asarray(ds[name].transpose(BIN, NBR).values)[pos] for name in names}
     dropped = present & (mapped < 0)
     if dropped.any():  # pack the kept neighbours first, in table order, and trim
-        order = np.argsort(mapped < 0, axis=1, kind="stable")
+        order = left_pack_order(mapped >= 0)
         mapped = np.take_along_axis(mapped, order, axis=1)
         width = int((mapped >= 0).sum(axis=1).max())
         mapped = mapped[:, :width]
