@@ -788,19 +788,19 @@ def _laplacian_fv_chunked(field: xr.DataArray, topo: Topology, fa: xr.DataArray,
 
     plan = gather_plan(topo, Rings(1), chunks, False)
     k = plan.width
-    field = field.chunk({BIN: chunks})
+    field = core._along_bin(field, chunks)
     batch = [dim for dim in field.dims if dim != BIN]
     field = field.transpose(*batch, BIN)
     nv = gather_values(plan, field.data)
-    center = topo.center.transpose(BIN, SPACE).chunk({BIN: chunks}).data
+    center = core._along_bin(topo.center.transpose(BIN, SPACE), chunks).data
     if topo.layout == "ragged":
         area = _ragged_area_blocks(topo, fa, chunks, k)
     else:
-        area = fa.transpose(BIN, NBR).chunk({BIN: chunks}).data
+        area = core._along_bin(fa.transpose(BIN, NBR), chunks).data
         area = area.rechunk((chunks, (k,)))
     w = da.blockwise(_fv_weights, "ik", area, "ik", plan.ids, "ik", plan.center, "ikj",
                      center, "ij", dtype=np.float64, concatenate=True)
-    v = vol.chunk({BIN: chunks}).data
+    v = core._along_bin(vol, chunks).data
     inv = v.map_blocks(_checked_inverse_volume, dtype=np.float64)
     kdim = "_xtramgrad_face"
     args = [

@@ -128,7 +128,9 @@ def run(job: Job, method: Any, backend: str | None = None) -> tuple[np.ndarray, 
     out, flags = done if done is not None else _run_numpy(job, method)
     # a bin none of whose outputs the method's own fit determined (e.g. a local fit whose
     # window holds too few bins) has no gradient; a fallback (flag 1) keeps its flag
-    undefined = np.isnan(out).all(axis=-1) & (flags == 0)
+    undefined = flags == 0
+    for q in range(out.shape[-1]):  # not isnan(out).all(axis=-1): 5x slower on (S, n, 2)
+        undefined &= np.isnan(out[..., q])
     if undefined.any():
         flags = flags.copy()
         flags[undefined] = FLAG_UNDEFINED
