@@ -32,8 +32,8 @@ Structure
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
-  fused single-slice cone kernel :func:`grad1_cone_single`, on a table or on gathered
-  stencils) because its selection rules decide
+  fused single-slice cone kernels :func:`grad1_cone_single` on a table and
+  :func:`grad1_cone_gathered` on gathered stencils) because its selection rules decide
   sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
   (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are
   looked up in a table of decisions made by numpy's own ``arccos``; a tie missing from
@@ -132,7 +132,7 @@ def row(table, indptr, i, nbr, slot):
     table: fills ``nbr`` (positions) and ``slot`` (where each sits in the table, for
     labels); returns their count. Compiled code gets the layout's version by the overload
     below, resolved at compile time. A gathered stencil table (its entries' centers
-    (n, k, d), NaN at padding: see :func:`grad1_cone_single`) gives the positions
+    (n, k, d), NaN at padding: see :func:`lsq_single`) gives the positions
     ``i * k + slot`` of its present entries in the flattened gathered arrays.
 
     Examples
@@ -2763,9 +2763,39 @@ def _record_miss(u, miss, nmiss):
 
 
 @_jit
+def _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss, nmiss, side):
+    """The cone sides ``side[e]`` of an edge near the cone's boundary (offset ``off[e]``,
+    squared length ``s2``), decided as the reference decides them: by the cosine it
+    computes, and within ``band`` of the threshold by the tabulated decisions
+    ``tie_u`` / ``tie_code``. False when a tie is missing from the table (recorded in
+    ``miss``, its side 0). Rarely reached: every kernel first decides by signs and squares
+    (:func:`cone_sides`)."""
+    ok = True
+    norm = math.sqrt(s2)
+    for a in range(off.shape[1]):
+        u = off[e, a] / norm  # as the reference computes it (NaN for a zero offset)
+        code = 0
+        if u > thr:
+            code = 1
+        elif u < -thr:
+            code = -1
+        if abs(abs(u) - thr) <= band:
+            pos = _find(tie_u, u)
+            if pos < 0:
+                _record_miss(u, miss, nmiss)
+                ok = False
+                code = 0
+            else:
+                code = tie_code[pos]
+        side[e, a] = code
+    return ok
+
+
+@_jit
 def cone_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, side, miss,
                nmiss):
-    # grad1_cone_single inlines a copy of this block for speed: change both together
+    # the grad1_cone_* kernels repeat this first decision in their edge loops, for speed:
+    # change them together
     ok = True
     thr2 = thr * thr
     for e in range(deg):
@@ -2781,25 +2811,8 @@ def cone_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, si
             gap = o * o - thr2 * s2
             side[e, a] = np.int8(gap > 0) * (np.int8(o > 0) - np.int8(o < 0))
             near |= abs(gap) <= lim
-        if not near:
-            continue
-        norm = math.sqrt(s2)
-        for a in range(d):
-            u = off[e, a] / norm  # as the reference computes it (NaN for a zero offset)
-            code = 0
-            if u > thr:
-                code = 1
-            elif u < -thr:
-                code = -1
-            if abs(abs(u) - thr) <= band:
-                pos = _find(tie_u, u)
-                if pos < 0:
-                    _record_miss(u, miss, nmiss)
-                    ok = False
-                    code = 0
-                else:
-                    code = tie_code[pos]
-            side[e, a] = code
+        if near:
+            ok &= _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss, nmiss, side)
     return ok
 
 
@@ -3081,27 +3094,22 @@ def grad1_gathered(
 
 @_jit
 def grad1_cone_single(
-    values, centers, src_values, src_centers, table, indptr, thr, band, tie_u, tie_code, na,
-    out, flags, redo, miss, nmiss, dim_tag,
+    values, centers, table, indptr, thr, band, tie_u, tie_code, na, out, flags, redo, miss,
+    nmiss, dim_tag,
 ):
-    """:func:`grad1_table` for one slice and the cone rule, fused into two passes per bin.
-
-    The first pass reads each neighbour once (position, center, value), decides its sides
-    and accumulates the per-axis counts and offset sums; the second applies the weights.
-    Same arithmetic, in the same order, as :func:`grad1_table`.
-
-    Bin ``i``'s own center and value are ``centers[i]`` and ``values[0, i]``, its
-    neighbours' ``src_centers[j]`` and ``src_values[0, j]`` for the positions ``j`` of its
-    row of ``table``: the same arrays for a table, or for gathered stencils (the chunked
-    path) the flattened gathered arrays, with the gathered centers (n, K, d) as the table
-    (:func:`row`).
-    """
+    """:func:`grad1_table` for one slice and the cone rule, fused into two passes per bin:
+    the first reads each neighbour once (position, center, value), decides its sides and
+    accumulates the per-axis counts and offset sums; the second applies the weights. Same
+    arithmetic, in the same order, as :func:`grad1_table`. :func:`grad1_cone_gathered` is
+    its twin on gathered stencils (change both together)."""
     d = dim_tag.ndim
     n = centers.shape[0]
     k = _widest_row(table, indptr, n)
-    own = np.empty(d)
     nbr = np.empty(k, dtype=np.int64)
     slot = np.empty(k, dtype=np.int64)
+    off = np.empty((k, d))
+    fbs = np.empty((k, d))
+    fas = np.empty((k, d))
     side = np.zeros((k, d), dtype=np.int8)
     yv = np.empty(k)
     cb = np.empty(d)
@@ -3121,66 +3129,53 @@ def grad1_cone_single(
             flags[0, i] = 2
             continue
         for a in range(d):
-            own[a] = centers[i, a]
             cnt_b[a] = 0.0
             cnt_a[a] = 0.0
             sum_b[a] = 0.0
             sum_a[a] = 0.0
-        deg = row(table, indptr, i, nbr, slot)
         defined = False
         tie_missing = False
+        deg = row(table, indptr, i, nbr, slot)
         for e in range(deg):
             j = nbr[e]
-            y = src_values[0, j]
+            y = values[0, j]
             oke = not math.isnan(y)
             yv[e] = y if oke else 0.0
             defined |= oke
-            # The cone decision of cone_sides, inlined on purpose: the offsets stay in
-            # registers. Calling a shared per-edge helper (even with inline="always")
-            # measured 2x slower at 2*10^4 bins. Change both places together.
             s2 = 0.0
             for a in range(d):
-                o = src_centers[j, a] - own[a]
+                o = centers[j, a] - centers[i, a]
+                off[e, a] = o
                 s2 += o * o
             lim = 4.0 * band * s2
             near = False
-            for a in range(d):
-                o = src_centers[j, a] - own[a]
-                gap = o * o - thr2 * s2
-                sd = np.int8(gap > 0) * (np.int8(o > 0) - np.int8(o < 0))
-                side[e, a] = sd
-                near |= abs(gap) <= lim
-            if near:
-                norm = math.sqrt(s2)
-                for a in range(d):
-                    u = (src_centers[j, a] - own[a]) / norm
-                    code = 0
-                    if u > thr:
-                        code = 1
-                    elif u < -thr:
-                        code = -1
-                    if abs(abs(u) - thr) <= band:
-                        pos = _find(tie_u, u)
-                        if pos < 0:
-                            _record_miss(u, miss, nmiss)
-                            tie_missing = True
-                            code = 0
-                        else:
-                            code = tie_code[pos]
-                    side[e, a] = code
             okf = 1.0 if oke else 0.0
             for a in range(d):
-                o = src_centers[j, a] - own[a]
-                sd = side[e, a]
-                # arithmetic selects (1.0 or 0.0): adding o * 0.0 leaves the sums exact
-                fb = okf * (sd < 0)
-                fa = okf * (sd > 0)
+                o = off[e, a]
+                gap = o * o - thr2 * s2
+                # selectors 1.0 / 0.0 (branch-free: sides are unpredictable on irregular
+                # meshes); the sums below add o * 0.0 exactly. Through locals: written
+                # straight into the arrays, the kernel measured 1.25x slower
+                wide = gap > 0
+                fb = okf * (wide and o < 0)
+                fa = okf * (wide and o > 0)
+                fbs[e, a] = fb
+                fas[e, a] = fa
+                near |= abs(gap) <= lim
+            if near:  # the reference's own decision
+                tie_missing |= not _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss,
+                                              nmiss, side)
+                for a in range(d):
+                    fbs[e, a] = okf * (side[e, a] < 0)
+                    fas[e, a] = okf * (side[e, a] > 0)
+            for a in range(d):
+                o = off[e, a]
+                fb = fbs[e, a]  # read once: the sums' stores may alias the selectors
+                fa = fas[e, a]
                 cnt_b[a] += fb
                 sum_b[a] += o * fb
                 cnt_a[a] += fa
                 sum_a[a] += o * fa
-                if not oke:
-                    side[e, a] = 0
         if tie_missing:
             redo[i] = True
             continue
@@ -3194,10 +3189,113 @@ def grad1_cone_single(
             g[a] = 0.0
         for e in range(deg):
             for a in range(d):
-                sd = side[e, a]
-                # arithmetic select: sides are unpredictable on irregular meshes, and
-                # w + 0.0 * other == w exactly (weights are finite)
-                w = cb[a] * (sd < 0) + ca[a] * (sd > 0)
+                w = cb[a] * fbs[e, a] + ca[a] * fas[e, a]  # w + 0.0 * other == w
+                g[a] += w * yv[e]
+        for a in range(d):
+            out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
+        flags[0, i] = 0
+    return out
+
+
+@_jit
+def grad1_cone_gathered(
+    values, center, nbr_values, nbr_center, thr, band, tie_u, tie_code, na, out, flags, redo,
+    miss, nmiss, dim_tag,
+):
+    """:func:`grad1_cone_single` (its twin: change both together) on gathered stencils
+    (1-ring): ``values`` (1, n), ``center`` (n, d), ``nbr_values`` (1, n, K),
+    ``nbr_center`` (n, K, d), NaN at padding.
+    The same arithmetic in the same order, reading the stencils in place (walking them as a
+    table of positions into the flattened arrays measured 1.35x slower)."""
+    d = dim_tag.ndim
+    n = center.shape[0]
+    k = nbr_center.shape[1]
+    off = np.empty((k, d))
+    fbs = np.empty((k, d))
+    fas = np.empty((k, d))
+    side = np.zeros((k, d), dtype=np.int8)
+    yv = np.empty(k)
+    cb = np.empty(d)
+    ca = np.empty(d)
+    c0 = np.empty(d)
+    cnt_b = np.empty(d)
+    cnt_a = np.empty(d)
+    sum_b = np.empty(d)
+    sum_a = np.empty(d)
+    g = np.empty(d)
+    thr2 = thr * thr
+    for i in range(n):
+        y0 = values[0, i]
+        if math.isnan(y0):
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        for a in range(d):
+            cnt_b[a] = 0.0
+            cnt_a[a] = 0.0
+            sum_b[a] = 0.0
+            sum_a[a] = 0.0
+        defined = False
+        tie_missing = False
+        deg = 0
+        for r in range(k):
+            if math.isnan(nbr_center[i, r, 0]):
+                continue
+            e = deg
+            deg += 1
+            y = nbr_values[0, i, r]
+            oke = not math.isnan(y)
+            yv[e] = y if oke else 0.0
+            defined |= oke
+            s2 = 0.0
+            for a in range(d):
+                o = nbr_center[i, r, a] - center[i, a]
+                off[e, a] = o
+                s2 += o * o
+            lim = 4.0 * band * s2
+            near = False
+            okf = 1.0 if oke else 0.0
+            for a in range(d):
+                o = off[e, a]
+                gap = o * o - thr2 * s2
+                # selectors 1.0 / 0.0 (branch-free: sides are unpredictable on irregular
+                # meshes); the sums below add o * 0.0 exactly. Through locals: written
+                # straight into the arrays, the kernel measured 1.25x slower
+                wide = gap > 0
+                fb = okf * (wide and o < 0)
+                fa = okf * (wide and o > 0)
+                fbs[e, a] = fb
+                fas[e, a] = fa
+                near |= abs(gap) <= lim
+            if near:  # the reference's own decision
+                tie_missing |= not _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss,
+                                              nmiss, side)
+                for a in range(d):
+                    fbs[e, a] = okf * (side[e, a] < 0)
+                    fas[e, a] = okf * (side[e, a] > 0)
+            for a in range(d):
+                o = off[e, a]
+                fb = fbs[e, a]  # read once: the sums' stores may alias the selectors
+                fa = fas[e, a]
+                cnt_b[a] += fb
+                sum_b[a] += o * fb
+                cnt_a[a] += fa
+                sum_a[a] += o * fa
+        if tie_missing:
+            redo[i] = True
+            continue
+        if not defined:
+            for a in range(d):
+                out[0, i, a] = np.nan
+            flags[0, i] = 2
+            continue
+        _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
+        for a in range(d):
+            g[a] = 0.0
+        for e in range(deg):
+            for a in range(d):
+                w = cb[a] * fbs[e, a] + ca[a] * fas[e, a]  # w + 0.0 * other == w
                 g[a] += w * yv[e]
         for a in range(d):
             out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0

@@ -245,12 +245,10 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         miss = np.empty(_MAX_MISSES, dtype=np.float64)
         nmiss = np.zeros(1, dtype=np.int64)
         single_cone = rule.name == "cone" and values.shape[0] == 1
-        if gathered is not None and single_cone:  # the gathered centers as the table
-            n, k = nc.shape[:2]
-            _numba.grad1_cone_single(
-                values, centers, nv.reshape(1, n * k), nc.reshape(n * k, d), nc,
-                np.zeros(0, np.int64), thr, TIE_BAND, tie_u, tie_code, na, dest, dflags, redo,
-                miss, nmiss, tag,
+        if gathered is not None and single_cone:
+            _numba.grad1_cone_gathered(
+                values, centers, nv, nc, thr, TIE_BAND, tie_u, tie_code, na, dest, dflags,
+                redo, miss, nmiss, tag,
             )
         elif gathered is not None:
             _numba.grad1_gathered(
@@ -259,8 +257,8 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
             )
         elif single_cone:
             _numba.grad1_cone_single(
-                values, centers, values, centers, table, indptr, thr, TIE_BAND, tie_u,
-                tie_code, na, dest, dflags, redo, miss, nmiss, tag,
+                values, centers, table, indptr, thr, TIE_BAND, tie_u, tie_code, na, dest,
+                dflags, redo, miss, nmiss, tag,
             )
         else:
             _numba.grad1_table(
