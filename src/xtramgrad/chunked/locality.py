@@ -342,12 +342,12 @@ GUESS_SAMPLES = 8
 GUESS_REACH = 4
 
 
-def _chunk_refs(rows: Any, b: np.ndarray) -> np.ndarray:
+def _chunk_refs(rows: Any, b: np.ndarray, warmed: object = None) -> np.ndarray:
     """The chunks (bounds ``b``) that the entries of a block of padded rows point into
     (sorted), or ``[-1]`` when an entry is out of range (the plan pass and the tasks report
     those). One counting pass, no sort, in numpy: the compiled kernels' first load is left
     to a task of its own (:func:`guessed_dependencies`' ``warm``), not added before the
-    sample."""
+    sample; ``warmed`` is its result (nothing), passed to order the tasks."""
     rows = np.asarray(rows).reshape(-1)
     n = int(b[-1])
     if len(rows) and (rows.min() < -1 or rows.max() >= n):
@@ -409,12 +409,13 @@ def guessed_dependencies(
     spread = np.unique(np.linspace(0, nc - 1, min(nc, GUESS_SAMPLES)).round().astype(int))
     sample = [int(c) for c in spread if chunks[c] > 0]
     parts = data.to_delayed().ravel()  # one graph for the sample, not one per block
-    tasks = [dask.delayed(_chunk_refs)(parts[c], b) for c in sample]
+    warmed = None
     if warm is not None and get_scheduler(collections=[data]) is dask.threaded.get:
-        tasks.insert(0, dask.delayed(warm)())
-        refs = dask.compute(*tasks)[1:]
-    else:
-        refs = dask.compute(*tasks)
+        # a dependency of every count, so that dask's order starts it first (a task beside
+        # them was started at random, after the reads a run in two: 0.2 s later)
+        warmed = dask.delayed(warm)()
+    tasks = [dask.delayed(_chunk_refs)(parts[c], b, warmed) for c in sample]
+    refs = dask.compute(*tasks)
     shifts: set[int] = set()
     for c, r in zip(sample, refs, strict=True):
         if len(r) and r[0] < 0:
