@@ -617,7 +617,7 @@ def test_guess_warms_the_kernels_alongside_its_sample(tmp_path):
 
     previous = kernels.set_backend("numba")
     try:
-        _warm_ring1()
+        _warm_ring1(int(lazy.sizes["space"]))
         loaded = (len(_numba.ring1_rows.signatures), len(_numba.take_values.signatures))
         assert min(loaded) >= 1
         lazy.tram.grad("D").compute()  # the guessed path: the same signatures as the warm-up
@@ -625,6 +625,21 @@ def test_guess_warms_the_kernels_alongside_its_sample(tmp_path):
                 len(_numba.take_values.signatures)) == loaded
     finally:
         kernels.set_backend(previous)
+
+
+@pytest.mark.parametrize("bad", [-5, 1000])
+def test_guessed_path_refuses_a_value_out_of_range_in_an_unsampled_chunk(bad):
+    """The 1-ring tasks check their rows' range themselves (in the compiled pass over the
+    rows): a value below -1 (no padding: the row walk would skip it) or past the last bin,
+    in a chunk the guess did not sample, is refused with the table's own error."""
+    ds = xtramgrad.grid((100, 10))
+    ds["D"] = ds.center.sel(space="x") * 1.0
+    table = ds.neighbours.values.copy()
+    table[57, 3] = bad  # chunk 5 of 100: the sample reads chunks 0, 14, 28, 42, 57, ...
+    lazy = ds.assign(neighbours=(("bin", "nbr"), table)).chunk({"bin": 10})
+    lazy["neighbours"] = lazy.neighbours * 1  # computed: no literal blocks, no plan
+    with pytest.raises(TessellationError, match=f"holds position {bad} at bin 57"):
+        lazy.tram.grad("D").compute()
 
 
 _EMPTY_CHUNK_OPS = {

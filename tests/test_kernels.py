@@ -314,6 +314,49 @@ def test_numba_grad1_single_slice_equals_numpy(name, centers, table):
 
 
 @needs_numba
+@pytest.mark.parametrize("name,centers,table", _problems(), ids=lambda x: str(x)[:12])
+def test_grad1_cone_kernel_on_gathered_stencils_equals_the_table_kernel_bitwise(
+        name, centers, table):
+    """The chunked path's grad1_cone_gathered and the eager path's grad1_cone_single give
+    the same numbers bit for bit (missing values, the grids' exact cone ties, NaN fill)."""
+    from xtramgrad.kernels import _numba
+    from xtramgrad.selection import TIE_BAND
+
+    rng = np.random.default_rng(5)
+    n, d = centers.shape
+    y = np.sin(3 * centers[:, 0]) + centers[:, -1] ** 2
+    y[rng.random(n) < 0.25] = np.nan
+    present = table >= 0
+    safe = np.where(present, table, 0)
+    nv = np.where(present, y[safe], np.nan)[None]
+    nc = np.where(present[..., None], centers[safe], np.nan)
+    tag = np.empty((0,) * d)
+    for angle in (0.9, 0.5, 0.75):
+        sel = Selection("cone", angle)
+        kernels.local_gradient(y, centers, table, selection=sel, backend="numba")  # ties
+        _, thr = compiled._selection_params(sel)
+        tie_u, tie_code = compiled.TIE_TABLES.get(angle, (np.empty(0), np.empty(0, np.int8)))
+        results = []
+        for gathered in (False, True):
+            out = np.empty((1, n, d))
+            flags = np.zeros((1, n), np.int8)
+            redo = np.zeros(n, np.bool_)
+            miss, nmiss = np.empty(64), np.zeros(1, np.int64)
+            if gathered:
+                _numba.grad1_cone_gathered(y[None], centers, nv, nc, thr, TIE_BAND, tie_u,
+                                           tie_code, np.nan, out, flags, redo, miss, nmiss, tag)
+            else:
+                _numba.grad1_cone_single(y[None], centers, table, np.zeros(0, np.int64), thr,
+                                         TIE_BAND, tie_u, tie_code, np.nan, out, flags, redo,
+                                         miss, nmiss, tag)
+            assert not redo.any() and nmiss[0] == 0
+            results.append((out, flags))
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+        assert np.isfinite(results[0][0]).any()
+
+
+@needs_numba
 def test_numba_grad1_labels_and_targets():
     centers, table = grid_table((6, 5), 0.5, faces=True)
     off = centers[np.where(table >= 0, table, 0)] - centers[:, None, :]

@@ -537,17 +537,15 @@ def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None,
         lid = _localize(ids.astype(np.int64, copy=False), starts, stops, lo)
         return lid, _take(lid, center_parts, trailing=False)
     m = table.shape[0] if indptr is None else len(indptr) - 1
-    if table.size and (table.min() < (-1 if indptr is None else 0) or table.max() >= n):
-        _check_rows(table, indptr, lo, n, d)  # raises: a value out of range
     skip = np.zeros(m, dtype=np.bool_)
     skip[drop] = True
     lid = np.empty((m, width), dtype=np.int64)
     data = np.concatenate([np.asarray(p, dtype=np.float64) for p in center_parts])
     centers = np.empty((m, width, data.shape[1]))
     local_ptr = np.zeros(0, np.int64) if indptr is None else indptr - indptr[0]
-    bad, row, widest, suspect = nb.ring1_rows(np.ascontiguousarray(table, dtype=np.int64),
-                                              local_ptr, skip, lo, starts, stops,
-                                              _offsets(starts, stops), data, lid, centers)
+    bad, row, widest, suspect = nb.ring1_rows(
+        np.ascontiguousarray(table, dtype=np.int64), local_ptr, skip, lo, n, starts, stops,
+        _offsets(starts, stops), data, lid, centers, np.empty((0,) * data.shape[1]))
     if suspect or bad >= 0 or widest > width:
         _check_rows(table, indptr, lo, n, d)  # the rows' own problems come first
     if widest > width:
@@ -559,13 +557,14 @@ def _ring1_task(table: Any, center_parts: list[Any], fetch: Fetch | None = None,
     return lid, centers
 
 
-def _warm_ring1() -> None:
+def _warm_ring1(d: int) -> None:
     """Load the compiled 1-ring gather (numba reads a kernel's cache at its first call,
     about 0.4 s, during which every other thread calling it waits): :func:`_ring1_task`
-    on a two-bin table, as the chunks' tasks call it. Nothing without numba."""
+    on a two-bin table in ``d`` dimensions, as the chunks' tasks call it. Nothing without
+    numba."""
     if compiled_kernels() is None:
         return
-    lid, _ = _ring1_task(np.array([[1], [0]]), [np.zeros((2, 1))], lo=0, n=2, d=1,
+    lid, _ = _ring1_task(np.array([[1], [0]]), [np.zeros((2, d))], lo=0, n=2, d=d,
                          starts=np.array([0]), stops=np.array([2]), indptr=None, width=1,
                          drop=np.zeros(0, dtype=np.int64))
     _take(lid, [np.zeros((1, 2))], trailing=True)
@@ -910,7 +909,7 @@ def gather_plan(topo: Any, spec: StencilSpec, chunks: tuple[int, ...], labels: b
     guess = None
     if (ring1 and lit is None and fetch_from and not has_locality(topo.neighbours)
             and all(readable(a) for a in (center, *fetch_from))):
-        guess = guessed_dependencies(topo, chunks, warm=_warm_ring1)
+        guess = guessed_dependencies(topo, chunks, warm=functools.partial(_warm_ring1, d))
     if lit is not None:  # the chunks need not read what only the bins apart reach
         deps1 = chunk_dependencies(lit, chunks, skip=drops)
     elif guess is not None:

@@ -3386,19 +3386,22 @@ def localize(ids, starts, stops, offset, out):
 
 
 @_jit
-def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, center_out):
+def ring1_rows(table, indptr, skip, lo, n, starts, stops, offset, data, lid_out, center_out,
+               dim_tag):
     """A chunk's 1-ring stencils from its rows of a padded (``indptr`` empty) or CSR
-    (``indptr`` local) table (the chunk's first bin: ``lo``), in one pass: ``lid_out``
-    (m, K) the positions of each row's present entries (left-packed, -1 padding; rows with
-    ``skip`` empty) in the concatenation of the sorted chunks [``starts``, ``stops``) (as
-    :func:`localize`), and ``center_out`` (m, K, d) their rows of ``data`` (the loaded
-    centers; NaN at padding: :func:`take_rows`). Returns ``(bad, row, widest, suspect)``:
-    the global id of the first entry outside every chunk and its row (local), or -1, -1;
-    the widest row (if more than K, the rows past K are cut and the caller raises); and
-    whether some row may hold a self-loop or a duplicate (the caller's full check says
-    which: rows wider than 32 are flagged unchecked)."""
+    (``indptr`` local) table (the chunk's first bin: ``lo``; ``n`` bins in all), in one
+    pass: ``lid_out`` (m, K) the positions of each row's present entries (left-packed, -1
+    padding; rows with ``skip`` empty) in the concatenation of the sorted chunks
+    [``starts``, ``stops``) (as :func:`localize`), and ``center_out`` (m, K, d) their rows of
+    ``data`` (the loaded centers; NaN at padding: :func:`take_rows`; ``d``:
+    ``dim_tag.ndim``). Returns ``(bad, row, widest, suspect)``: the global id of the first
+    entry outside every chunk and its row (local), or -1, -1; the widest row (if more than
+    K, the rows past K are cut and the caller raises); and whether some row may hold a value
+    out of range, a self-loop or a duplicate (the caller's full check says which: rows
+    wider than 32 are flagged unchecked)."""
     m, k = lid_out.shape
-    d = data.shape[1]
+    d = dim_tag.ndim
+    padded = table.ndim == 2
     kmax = _widest_row(table, indptr, m)
     nbr = np.empty(kmax, dtype=np.int64)
     slot = np.empty(kmax, dtype=np.int64)
@@ -3406,6 +3409,9 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
     suspect = False
     wlo, whi, shift = 0, 0, 0  # the window of the last chunk hit (_chunk_window)
     for i in range(m):
+        if padded:  # values below -1 are no padding: row() would skip them
+            for r in range(table.shape[1]):
+                suspect |= table[i, r] < -1
         deg = row(table, indptr, i, nbr, slot)
         me = lo + i
         if deg > 32:
@@ -3413,7 +3419,7 @@ def ring1_rows(table, indptr, skip, lo, starts, stops, offset, data, lid_out, ce
         else:
             for e in range(deg):
                 g = nbr[e]
-                hit = g == me
+                hit = (g == me) | (g < 0) | (g >= n)
                 for f in range(e):
                     hit |= nbr[f] == g
                 suspect |= hit
