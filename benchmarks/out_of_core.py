@@ -94,7 +94,7 @@ def child_grad(n: int, store: str, out: str) -> dict:
 
     import xtramgrad  # noqa: F401  (the accessor)
 
-    logging.basicConfig(level=logging.INFO, format="# %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="# %(message)s")
     t0 = time.perf_counter()
     ds = xr.open_zarr(store)
     g = ds.tram.grad("D")  # builds the graph (the reach guessed from a sample of the table)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import xtramgrad
 from helpers import CountingScheduler, assert_same, no_compute  # noqa: E402  (tests/ is on sys.path)
-from xtramgrad import TessellationError
+from xtramgrad import TessellationError, kernels
 from xtramgrad.chunked import HALO_ATTR, PLAN_ATTRS, chunk_dependencies
 from xtramgrad.topology import hilbert_key
 
@@ -627,11 +627,26 @@ def test_guess_warms_the_kernels_alongside_its_sample(tmp_path):
         kernels.set_backend(previous)
 
 
+def test_dask_coordinate_chunked_apart_from_the_data():
+    """A dask coordinate along bin chunked otherwise than the field (as a store may hold
+    it) is rechunked with it: the gradient equals the eager one and keeps the
+    coordinate."""
+    import dask.array as da
+
+    ds = xtramgrad.grid((30, 20))
+    ds["D"] = np.sin(ds.center.sel(space="x")) * ds.center.sel(space="y")
+    lazy = ds.chunk(bin=100).assign_coords(tag=("bin", da.arange(600, chunks=150)))
+    got = lazy.tram.grad("D")
+    assert got.chunks is not None and "tag" in got.coords
+    xr.testing.assert_identical(got.compute().drop_vars("tag"), ds.tram.grad("D"))
+    np.testing.assert_array_equal(got.tag.values, np.arange(600))
+
+
 @pytest.mark.parametrize("bad", [-5, 1000])
-def test_guessed_path_refuses_a_value_out_of_range_in_an_unsampled_chunk(bad):
+def test_guessed_path_refuses_a_value_out_of_range_in_an_unsampled_chunk(bad, backend):
     """The 1-ring tasks check their rows' range themselves (in the compiled pass over the
-    rows): a value below -1 (no padding: the row walk would skip it) or past the last bin,
-    in a chunk the guess did not sample, is refused with the table's own error."""
+    rows, on numba): a value below -1 (no padding: the row walk would skip it) or past the
+    last bin, in a chunk the guess did not sample, is refused with the table's own error."""
     ds = xtramgrad.grid((100, 10))
     ds["D"] = ds.center.sel(space="x") * 1.0
     table = ds.neighbours.values.copy()
@@ -640,6 +655,43 @@ def test_guessed_path_refuses_a_value_out_of_range_in_an_unsampled_chunk(bad):
     lazy["neighbours"] = lazy.neighbours * 1  # computed: no literal blocks, no plan
     with pytest.raises(TessellationError, match=f"holds position {bad} at bin 57"):
         lazy.tram.grad("D").compute()
+
+
+@pytest.mark.skipif(not kernels.numba_available(), reason="numba not installed")
+def test_compiled_ring1_pass_flags_values_out_of_range_in_both_layouts():
+    """ring1_rows reports a row problem (``suspect``, the caller then raises the table's
+    error) for every value out of range, padded or CSR, in kept rows and in rows computed
+    apart (``skip``), and nothing for a valid table."""
+    from xtramgrad.kernels import _numba
+
+    n, lo = 40, 10
+    padded = np.array([[11, 9, -1], [10, 12, -1], [11, 13, 30], [12, -1, -1]])
+    starts, stops = np.array([0]), np.array([n])
+    data = np.arange(2.0 * n).reshape(n, 2)
+
+    def run(table, indptr, skip_row=None):
+        m = len(indptr) - 1 if len(indptr) else table.shape[0]
+        skip = np.zeros(m, np.bool_)
+        if skip_row is not None:
+            skip[skip_row] = True
+        lid, cen = np.empty((m, 3), np.int64), np.empty((m, 3, 2))
+        return _numba.ring1_rows(table, indptr, skip, lo, n, starts, stops, np.array([0]),
+                                 data, lid, cen, np.empty((0, 0)))
+
+    assert run(padded, np.zeros(0, np.int64)) == (-1, -1, 3, False)
+    indptr = np.concatenate([[0], np.cumsum((padded >= 0).sum(axis=1))])
+    edges = padded[padded >= 0]
+    assert run(edges, indptr) == (-1, -1, 3, False)
+    for bad in (-2, -7, n, n + 5):
+        for row in (0, 2):
+            for skip_row in (None, row):
+                t = padded.copy()
+                t[row, 2 if row == 2 else 1] = bad
+                assert run(t, np.zeros(0, np.int64), skip_row)[3], (bad, row, skip_row)
+                if bad >= 0 or bad < -1:
+                    e = edges.copy()
+                    e[indptr[row]] = bad
+                    assert run(e, indptr, skip_row)[3], ("csr", bad, row, skip_row)
 
 
 _EMPTY_CHUNK_OPS = {

@@ -315,10 +315,12 @@ def test_numba_grad1_single_slice_equals_numpy(name, centers, table):
 
 @needs_numba
 @pytest.mark.parametrize("name,centers,table", _problems(), ids=lambda x: str(x)[:12])
-def test_grad1_cone_kernel_on_gathered_stencils_equals_the_table_kernel_bitwise(
-        name, centers, table):
-    """The chunked path's grad1_cone_gathered and the eager path's grad1_cone_single give
-    the same numbers bit for bit (missing values, the grids' exact cone ties, NaN fill)."""
+def test_grad1_cone_kernels_equal_the_general_driver_bitwise(name, centers, table):
+    """The fused single-slice cone kernels, on a table (eager path) and on gathered stencils
+    (chunked path), give the general driver's numbers bit for bit (grad1_table, the rule's
+    side test by its code): missing values, the grids' exact cone ties, both fills. With
+    an empty tie table the two report the same missing ties and leave the same bins to
+    redo, and the driver's other bins agree."""
     from xtramgrad.kernels import _numba
     from xtramgrad.selection import TIE_BAND
 
@@ -331,29 +333,45 @@ def test_grad1_cone_kernel_on_gathered_stencils_equals_the_table_kernel_bitwise(
     nv = np.where(present, y[safe], np.nan)[None]
     nc = np.where(present[..., None], centers[safe], np.nan)
     tag = np.empty((0,) * d)
+    none = np.zeros(0, np.int64)
+    kernels_ = {
+        "general": lambda *a: _numba.grad1_table(
+            _numba.RULE_CODES["cone"], y[None], centers, table, none, np.zeros((0, 0), np.int64),
+            a[0], TIE_BAND, a[1], a[2], a[3], a[4], *a[5:], tag),
+        "table": lambda *a: _numba.grad1_cone_single(
+            y[None], centers, table, none, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
+        "gathered": lambda *a: _numba.grad1_cone_gathered(
+            y[None], centers, nv, nc, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
+    }
     for angle in (0.9, 0.5, 0.75):
         sel = Selection("cone", angle)
         kernels.local_gradient(y, centers, table, selection=sel, backend="numba")  # ties
-        _, thr = compiled._selection_params(sel)
-        tie_u, tie_code = compiled.TIE_TABLES.get(angle, (np.empty(0), np.empty(0, np.int8)))
-        results = []
-        for gathered in (False, True):
-            out = np.empty((1, n, d))
-            flags = np.zeros((1, n), np.int8)
-            redo = np.zeros(n, np.bool_)
-            miss, nmiss = np.empty(64), np.zeros(1, np.int64)
-            if gathered:
-                _numba.grad1_cone_gathered(y[None], centers, nv, nc, thr, TIE_BAND, tie_u,
-                                           tie_code, np.nan, out, flags, redo, miss, nmiss, tag)
-            else:
-                _numba.grad1_cone_single(y[None], centers, table, np.zeros(0, np.int64), thr,
-                                         TIE_BAND, tie_u, tie_code, np.nan, out, flags, redo,
-                                         miss, nmiss, tag)
-            assert not redo.any() and nmiss[0] == 0
-            results.append((out, flags))
-        np.testing.assert_array_equal(results[0][0], results[1][0])
-        np.testing.assert_array_equal(results[0][1], results[1][1])
-        assert np.isfinite(results[0][0]).any()
+        param, thr = compiled._selection_params(sel)
+        tabulated = compiled.TIE_TABLES.get(angle, (np.empty(0), np.empty(0, np.int8)))
+        for tie_u, tie_code in (tabulated, (np.empty(0), np.empty(0, np.int8))):
+            for na in (np.nan, 0.0):
+                results = {}
+                for key, kernel in kernels_.items():
+                    out = np.full((1, n, d), 7.0)  # rows left unset (redo) keep 7.0
+                    flags = np.zeros((1, n), np.int8)
+                    redo = np.zeros(n, np.bool_)
+                    miss, nmiss = np.empty(64), np.zeros(1, np.int64)
+                    kernel(thr, tie_u, tie_code, param, na, out, flags, redo, miss, nmiss)
+                    results[key] = (out.view(np.uint64), flags, redo,
+                                    np.sort(miss[:min(int(nmiss[0]), 64)]), int(nmiss[0]))
+                ref, table_k, gathered_k = (results[k] for k in kernels_)
+                assert np.isfinite(ref[0].view(np.float64)).any()
+                for got, want in zip(gathered_k, table_k, strict=True):  # everything
+                    np.testing.assert_array_equal(got, want)
+                if tie_u is tabulated[0]:
+                    assert not ref[2].any() and ref[4] == 0
+                    for got, want in zip(table_k, ref, strict=True):
+                        np.testing.assert_array_equal(got, want)
+                else:  # the fused kernels skip the ties of bins without a value
+                    assert set(table_k[3]) <= set(ref[3])
+                    done = ~(ref[2] | table_k[2])
+                    np.testing.assert_array_equal(table_k[0][:, done], ref[0][:, done])
+                    np.testing.assert_array_equal(table_k[1][:, done], ref[1][:, done])
 
 
 @needs_numba

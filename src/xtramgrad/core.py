@@ -419,8 +419,16 @@ def estimate(
 def _along_bin(arr: xr.DataArray, chunks: tuple[int, ...]) -> xr.DataArray:
     """``arr`` chunked as ``chunks`` along bin. ``DataArray.chunk`` hashes every numpy
     coordinate (the ``bin`` index among them: 50 ms at 10^7 bins) even when nothing
-    changes: an array already chunked so is returned as it is."""
-    if arr.chunks is not None and arr.chunksizes.get(BIN) == tuple(chunks):
+    changes: an array whose data and dask coordinates are chunked so already is returned
+    as it is."""
+    want = tuple(chunks)
+
+    def ready(v: xr.Variable) -> bool:
+        return BIN not in v.dims or (v.chunks is not None
+                                     and tuple(v.chunks[v.get_axis_num(BIN)]) == want)
+
+    if arr.chunks is not None and ready(arr.variable) and all(
+            ready(c.variable) for c in arr.coords.values() if c.chunks is not None):
         return arr
     return arr.chunk({BIN: chunks})
 

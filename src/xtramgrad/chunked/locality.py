@@ -380,9 +380,10 @@ def guessed_dependencies(
     (:func:`xtramgrad.chunked.gather.gather_plan`); the guess only decides what each task
     is given up front.
 
-    ``warm``: a task run in the sample's compute, beside the reads: the caller loads its
-    compiled kernels there, instead of in its first tasks, where every thread would wait
-    for them. Only on the threaded scheduler, whose threads the later tasks share.
+    ``warm``: a task run in the sample's compute, first (every count depends on it), while
+    the other thread reads: the caller loads its compiled kernels there, instead of in its
+    first tasks, where every thread would wait for them. Only on the threaded scheduler,
+    whose threads the later tasks share.
 
     Examples
     --------
