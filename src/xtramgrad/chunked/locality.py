@@ -413,7 +413,7 @@ def guessed_dependencies(
     warmed = None
     if warm is not None and get_scheduler(collections=[data]) is dask.threaded.get:
         # a dependency of every count, so that dask's order starts it first (a task beside
-        # them was started at random, after the reads a run in two: 0.2 s later)
+        # them started at random: after the reads in about half the runs, 0.2 s later)
         warmed = dask.delayed(warm)()
     tasks = [dask.delayed(_chunk_refs)(parts[c], b, warmed) for c in sample]
     refs = dask.compute(*tasks)
