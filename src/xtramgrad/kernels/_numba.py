@@ -33,7 +33,8 @@ Structure
   chunked results agree bit for bit.
 * **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
   fused single-slice cone kernels :func:`grad1_cone_single` on a table and
-  :func:`grad1_cone_gathered` on gathered stencils) because its selection rules decide
+  :func:`grad1_cone_gathered` on gathered stencils, one body compiled per layout:
+  :func:`_grad1_cone_kernel`) because its selection rules decide
   sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
   (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are
   looked up in a table of decisions made by numpy's own ``arccos``; a tie missing from
@@ -2794,7 +2795,7 @@ def _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss, nmiss, side):
 @_jit
 def cone_sides(deg, d, own, nbr, off, lab, thr, band, tie_u, tie_code, param, side, miss,
                nmiss):
-    # the grad1_cone_* kernels repeat this first decision in their edge loops, for speed:
+    # _grad1_cone_kernel repeats this first decision in its edge loop, for speed:
     # change them together
     ok = True
     thr2 = thr * thr
@@ -3092,215 +3093,144 @@ def grad1_gathered(
     return out
 
 
-@_jit
-def grad1_cone_single(
-    values, centers, table, indptr, thr, band, tie_u, tie_code, na, out, flags, redo, miss,
-    nmiss, dim_tag,
-):
+def _grad1_cone_kernel(gathered):
     """:func:`grad1_table` for one slice and the cone rule, fused into two passes per bin:
     the first reads each neighbour once (position, center, value), decides its sides and
     accumulates the per-axis counts and offset sums; the second applies the weights. Same
-    arithmetic, in the same order, as :func:`grad1_table`. :func:`grad1_cone_gathered` is
-    its twin on gathered stencils (change both together)."""
-    d = dim_tag.ndim
-    n = centers.shape[0]
-    k = _widest_row(table, indptr, n)
-    nbr = np.empty(k, dtype=np.int64)
-    slot = np.empty(k, dtype=np.int64)
-    off = np.empty((k, d))
-    fbs = np.empty((k, d))
-    fas = np.empty((k, d))
-    side = np.zeros((k, d), dtype=np.int8)
-    yv = np.empty(k)
-    cb = np.empty(d)
-    ca = np.empty(d)
-    c0 = np.empty(d)
-    cnt_b = np.empty(d)
-    cnt_a = np.empty(d)
-    sum_b = np.empty(d)
-    sum_a = np.empty(d)
-    g = np.empty(d)
-    thr2 = thr * thr
-    for i in range(n):
-        y0 = values[0, i]
-        if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        for a in range(d):
-            cnt_b[a] = 0.0
-            cnt_a[a] = 0.0
-            sum_b[a] = 0.0
-            sum_a[a] = 0.0
-        defined = False
-        tie_missing = False
-        deg = row(table, indptr, i, nbr, slot)
-        for e in range(deg):
-            j = nbr[e]
-            y = values[0, j]
-            oke = not math.isnan(y)
-            yv[e] = y if oke else 0.0
-            defined |= oke
-            s2 = 0.0
-            for a in range(d):
-                o = centers[j, a] - centers[i, a]
-                off[e, a] = o
-                s2 += o * o
-            lim = 4.0 * band * s2
-            near = False
-            okf = 1.0 if oke else 0.0
-            for a in range(d):
-                o = off[e, a]
-                gap = o * o - thr2 * s2
-                # selectors 1.0 / 0.0 (branch-free: sides are unpredictable on irregular
-                # meshes); the sums below add o * 0.0 exactly. Through locals: written
-                # straight into the arrays, the kernel measured 1.25x slower
-                wide = gap > 0
-                fb = okf * (wide and o < 0)
-                fa = okf * (wide and o > 0)
-                fbs[e, a] = fb
-                fas[e, a] = fa
-                near |= abs(gap) <= lim
-            if near:  # the reference's own decision
-                tie_missing |= not _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss,
-                                              nmiss, side)
+    arithmetic, in the same order, as :func:`grad1_table`.
+
+    One body for both layouts of the stencils, ``gathered`` a constant of the compiled
+    code (numba prunes the other layout's branches before typing). Arguments ``(values,
+    centers, nbr_a, nbr_b, thr, band, tie_u, tie_code, na, out, flags, redo, miss, nmiss,
+    dim_tag)``: ``values`` (1, n) and ``centers`` (n, d) of every bin; ``nbr_a, nbr_b`` the
+    table and its ``indptr`` (padded: empty), or the gathered stencils ``nbr_values`` (1,
+    n, K) and ``nbr_center`` (n, K, d), NaN at padding, read in place. (The other way to
+    share the code, helpers taking the scratch arrays called per edge or per bin by two
+    kernels, measured 2.9-16x slower than this body.)"""
+
+    @_jit
+    def kernel(values, centers, nbr_a, nbr_b, thr, band, tie_u, tie_code, na, out, flags,
+               redo, miss, nmiss, dim_tag):
+        d = dim_tag.ndim
+        n = centers.shape[0]
+        if gathered:
+            k = nbr_b.shape[1]
+        else:
+            k = _widest_row(nbr_a, nbr_b, n)
+        nbr = np.empty(k, dtype=np.int64)
+        slot = np.empty(k, dtype=np.int64)
+        off = np.empty((k, d))
+        fbs = np.empty((k, d))
+        fas = np.empty((k, d))
+        side = np.zeros((k, d), dtype=np.int8)
+        yv = np.empty(k)
+        cb = np.empty(d)
+        ca = np.empty(d)
+        c0 = np.empty(d)
+        cnt_b = np.empty(d)
+        cnt_a = np.empty(d)
+        sum_b = np.empty(d)
+        sum_a = np.empty(d)
+        g = np.empty(d)
+        thr2 = thr * thr
+        for i in range(n):
+            y0 = values[0, i]
+            if math.isnan(y0):
                 for a in range(d):
-                    fbs[e, a] = okf * (side[e, a] < 0)
-                    fas[e, a] = okf * (side[e, a] > 0)
-            for a in range(d):
-                o = off[e, a]
-                fb = fbs[e, a]  # read once: the sums' stores may alias the selectors
-                fa = fas[e, a]
-                cnt_b[a] += fb
-                sum_b[a] += o * fb
-                cnt_a[a] += fa
-                sum_a[a] += o * fa
-        if tie_missing:
-            redo[i] = True
-            continue
-        if not defined:
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
-        for a in range(d):
-            g[a] = 0.0
-        for e in range(deg):
-            for a in range(d):
-                w = cb[a] * fbs[e, a] + ca[a] * fas[e, a]  # w + 0.0 * other == w
-                g[a] += w * yv[e]
-        for a in range(d):
-            out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
-        flags[0, i] = 0
-    return out
-
-
-@_jit
-def grad1_cone_gathered(
-    values, center, nbr_values, nbr_center, thr, band, tie_u, tie_code, na, out, flags, redo,
-    miss, nmiss, dim_tag,
-):
-    """:func:`grad1_cone_single` (its twin: change both together) on gathered stencils
-    (1-ring): ``values`` (1, n), ``center`` (n, d), ``nbr_values`` (1, n, K),
-    ``nbr_center`` (n, K, d), NaN at padding.
-    The same arithmetic in the same order, reading the stencils in place (walking them as a
-    table of positions into the flattened arrays measured 1.35x slower)."""
-    d = dim_tag.ndim
-    n = center.shape[0]
-    k = nbr_center.shape[1]
-    off = np.empty((k, d))
-    fbs = np.empty((k, d))
-    fas = np.empty((k, d))
-    side = np.zeros((k, d), dtype=np.int8)
-    yv = np.empty(k)
-    cb = np.empty(d)
-    ca = np.empty(d)
-    c0 = np.empty(d)
-    cnt_b = np.empty(d)
-    cnt_a = np.empty(d)
-    sum_b = np.empty(d)
-    sum_a = np.empty(d)
-    g = np.empty(d)
-    thr2 = thr * thr
-    for i in range(n):
-        y0 = values[0, i]
-        if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        for a in range(d):
-            cnt_b[a] = 0.0
-            cnt_a[a] = 0.0
-            sum_b[a] = 0.0
-            sum_a[a] = 0.0
-        defined = False
-        tie_missing = False
-        deg = 0
-        for r in range(k):
-            if math.isnan(nbr_center[i, r, 0]):
+                    out[0, i, a] = np.nan
+                flags[0, i] = 2
                 continue
-            e = deg
-            deg += 1
-            y = nbr_values[0, i, r]
-            oke = not math.isnan(y)
-            yv[e] = y if oke else 0.0
-            defined |= oke
-            s2 = 0.0
             for a in range(d):
-                o = nbr_center[i, r, a] - center[i, a]
-                off[e, a] = o
-                s2 += o * o
-            lim = 4.0 * band * s2
-            near = False
-            okf = 1.0 if oke else 0.0
-            for a in range(d):
-                o = off[e, a]
-                gap = o * o - thr2 * s2
-                # selectors 1.0 / 0.0 (branch-free: sides are unpredictable on irregular
-                # meshes); the sums below add o * 0.0 exactly. Through locals: written
-                # straight into the arrays, the kernel measured 1.25x slower
-                wide = gap > 0
-                fb = okf * (wide and o < 0)
-                fa = okf * (wide and o > 0)
-                fbs[e, a] = fb
-                fas[e, a] = fa
-                near |= abs(gap) <= lim
-            if near:  # the reference's own decision
-                tie_missing |= not _cone_ties(off, e, s2, thr, band, tie_u, tie_code, miss,
-                                              nmiss, side)
+                cnt_b[a] = 0.0
+                cnt_a[a] = 0.0
+                sum_b[a] = 0.0
+                sum_a[a] = 0.0
+            defined = False
+            tie_missing = False
+            if gathered:
+                width = k
+            else:
+                width = row(nbr_a, nbr_b, i, nbr, slot)
+            deg = 0
+            for r in range(width):
+                if gathered:
+                    if math.isnan(nbr_b[i, r, 0]):  # padding
+                        continue
+                    y = nbr_a[0, i, r]
+                else:
+                    j = nbr[r]
+                    y = values[0, j]
+                e = deg
+                deg += 1
+                oke = not math.isnan(y)
+                yv[e] = y if oke else 0.0
+                defined |= oke
+                s2 = 0.0
                 for a in range(d):
-                    fbs[e, a] = okf * (side[e, a] < 0)
-                    fas[e, a] = okf * (side[e, a] > 0)
+                    if gathered:
+                        o = nbr_b[i, r, a] - centers[i, a]
+                    else:
+                        o = centers[j, a] - centers[i, a]
+                    off[e, a] = o
+                    s2 += o * o
+                lim = 4.0 * band * s2
+                near = False
+                okf = 1.0 if oke else 0.0
+                for a in range(d):
+                    o = off[e, a]
+                    gap = o * o - thr2 * s2
+                    # selectors 1.0 / 0.0 (branch-free: sides are unpredictable on
+                    # irregular meshes); the sums below add o * 0.0 exactly. Through
+                    # locals: written straight into the arrays, measured 1.25x slower
+                    wide = gap > 0
+                    fb = okf * (wide and o < 0)
+                    fa = okf * (wide and o > 0)
+                    fbs[e, a] = fb
+                    fas[e, a] = fa
+                    near |= abs(gap) <= lim
+                if near:  # the reference's own decision
+                    tie_missing |= not _cone_ties(off, e, s2, thr, band, tie_u, tie_code,
+                                                  miss, nmiss, side)
+                    for a in range(d):
+                        fbs[e, a] = okf * (side[e, a] < 0)
+                        fas[e, a] = okf * (side[e, a] > 0)
+                for a in range(d):
+                    o = off[e, a]
+                    fb = fbs[e, a]  # read once: the sums' stores may alias the selectors
+                    fa = fas[e, a]
+                    cnt_b[a] += fb
+                    sum_b[a] += o * fb
+                    cnt_a[a] += fa
+                    sum_a[a] += o * fa
+            if tie_missing:
+                redo[i] = True
+                continue
+            if not defined:
+                for a in range(d):
+                    out[0, i, a] = np.nan
+                flags[0, i] = 2
+                continue
+            _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
             for a in range(d):
-                o = off[e, a]
-                fb = fbs[e, a]  # read once: the sums' stores may alias the selectors
-                fa = fas[e, a]
-                cnt_b[a] += fb
-                sum_b[a] += o * fb
-                cnt_a[a] += fa
-                sum_a[a] += o * fa
-        if tie_missing:
-            redo[i] = True
-            continue
-        if not defined:
+                g[a] = 0.0
+            for e in range(deg):
+                for a in range(d):
+                    w = cb[a] * fbs[e, a] + ca[a] * fas[e, a]  # w + 0.0 * other == w
+                    g[a] += w * yv[e]
             for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
-        for a in range(d):
-            g[a] = 0.0
-        for e in range(deg):
-            for a in range(d):
-                w = cb[a] * fbs[e, a] + ca[a] * fas[e, a]  # w + 0.0 * other == w
-                g[a] += w * yv[e]
-        for a in range(d):
-            out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
-        flags[0, i] = 0
-    return out
+                out[0, i, a] = na if math.isnan(c0[a]) else g[a] + c0[a] * y0
+            flags[0, i] = 0
+        return out
+
+    return kernel
+
+
+#: :func:`_grad1_cone_kernel` on a table: ``(values, centers, table, indptr, thr, band,
+#: tie_u, tie_code, na, out, flags, redo, miss, nmiss, dim_tag)``
+grad1_cone_single = _grad1_cone_kernel(False)
+#: :func:`_grad1_cone_kernel` on gathered stencils (1-ring): ``(values, center,
+#: nbr_values, nbr_center, thr, ...)``, ``nbr_center`` (n, K, d) NaN at padding
+grad1_cone_gathered = _grad1_cone_kernel(True)
 
 
 # =========================================================================== table checks
