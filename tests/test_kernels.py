@@ -668,8 +668,9 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     want = np.empty((1, n, d))
     flags = np.empty((1, n), np.int8)
     kmax = table.shape[1] if code == 0 else 0
-    _numba.drive_table(code, values, values, centers, indices if code else table,
-                       indptr if code else np.zeros(0, np.int64), *spec, kmax, par, nq, comb,
+    stencils = (indices if code else table, indptr if code else np.zeros(0, np.int64), *spec,
+                kmax)
+    _numba.drive_table(code, values, values, centers, stencils, par, nq, comb,
                        _numba.MODE_VALUES, np.nan, want, flags, np.empty((1, n)),
                        _numba.dim_tag(d))
     got = np.empty_like(want)

@@ -1960,112 +1960,154 @@ def dim_tag(d):
     return np.empty((0, 0)) if d == 2 else np.empty(0)
 
 
-@_jit
-def drive_table(
-    code, values, sigma, centers, table, indptr, rings, widen_to, min_points, radius, kmax,
-    par, nq, comb, mode, na, out, flags, conds, dim_tag,
-):
-    """Every bin of a whole table: ``out`` (S, n, no), ``flags`` (S, n), ``conds`` (S, n).
+def _driver(gathered):
+    """The driver of the per-bin methods on one layout of the stencils (``gathered``, a
+    constant of the compiled code: numba prunes the other layout's branches before typing):
+    :func:`drive_table` and :func:`drive_gathered`, one body. Arguments ``(code, values,
+    sigma, centers, stencils, par, nq, comb, mode, na, out, flags, conds, dim_tag)``;
+    ``out`` (S, n, no), ``flags`` (S, n), ``conds`` (S, n).
 
-    ``kmax``: the largest stencil if known (a 1-ring: the widest row), or 0: the buffers
-    then start small and double when a stencil outgrows them (no sizing pass)."""
-    n = centers.shape[0]
-    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
-        d = dim_tag.ndim
-    else:
-        d = centers.shape[1]
-    s_count = values.shape[0]
-    no = comb.shape[0]
-    lead = _leading(comb)
-    mark = np.full(n, -1, dtype=np.int64)
-    rowmax = _widest_row(table, indptr, n)
-    nbr = np.empty(rowmax, dtype=np.int64)
-    slot = np.empty(rowmax, dtype=np.int64)
-    cap = kmax if kmax > 0 else max(64, 4 * rowmax)
-    ids = np.empty(cap, dtype=np.int64)
-    ring = np.empty(cap, dtype=np.int8)
-    off = np.empty((cap, d))
-    ok = np.zeros(cap, dtype=np.bool_)
-    prev_ok = np.zeros(cap, dtype=np.bool_)
-    yv = np.empty(cap)
-    sg = np.empty(cap)
-    w = np.zeros((cap, nq))
-    c0 = np.empty(nq)
-    wo = np.empty((cap, no))
-    c0o = np.empty(no)
-    work = _make_work(cap, d, nq)
-    need = _needed(comb)
-    work.need[0] = need
-    dw = _direct_work(work)
-    direct_ok = lead and mode == MODE_VALUES and no <= d
-    direct = False
-    ring1 = rings == 1 and widen_to <= 1 and radius <= 0
-    ball = ball_index(table, indptr, centers, radius)
-    for i in range(n):
-        if ring1:  # the table row itself (no duplicates, no self: checked upstream)
-            deg = row(table, indptr, i, ids, slot)
-            for e in range(deg):
-                ring[e] = 1
+    ``stencils``, on a table: ``(table, indptr, rings, widen_to, min_points, radius,
+    kmax)``, each bin's stencil walked here; ``kmax``: the largest stencil if known (a
+    1-ring: the widest row), or 0: the buffers then start small and double when a stencil
+    outgrows them (no sizing pass). Gathered: ``(nbr_values, nbr_sigma, nbr_center,
+    ring_of)``, one padded row per bin: ``nbr_center`` (n, K, d) NaN at padding,
+    ``nbr_values`` and ``nbr_sigma`` (S, n, K), ``ring_of`` (n, K) int8 ring of each
+    entry."""
+
+    @_jit
+    def drive(code, values, sigma, centers, stencils, par, nq, comb, mode, na, out, flags,
+              conds, dim_tag):
+        n = centers.shape[0]
+        if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+            d = dim_tag.ndim
         else:
-            deg, ids, ring = _stencil_of(i, ball, table, indptr, centers, rings, widen_to,
-                                         min_points, radius, mark, ids, ring, nbr, slot)
-            if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
-                cap = ids.shape[0]
-                off = np.empty((cap, d))
-                ok = np.zeros(cap, dtype=np.bool_)
-                prev_ok = np.zeros(cap, dtype=np.bool_)
-                yv = np.empty(cap)
-                sg = np.empty(cap)
-                w = np.zeros((cap, nq))
-                wo = np.empty((cap, no))
-                work = _make_work(cap, d, nq)
-                work.need[0] = need
-                dw = _direct_work(work)
-        for e in range(deg):
-            j = ids[e]
-            for a in range(d):
-                off[e, a] = centers[j, a] - centers[i, a]
-        have = False
-        flag = 2
-        cond = np.nan
-        for s in range(s_count):
-            y0 = values[s, i]
-            if math.isnan(y0):
-                for o in range(no):
-                    out[s, i, o] = np.nan
-                flags[s, i] = 2
-                conds[s, i] = np.nan
-                continue
-            same = have
-            for e in range(deg):
-                y = values[s, ids[e]]
-                oke = not math.isnan(y)
-                ok[e] = oke
-                yv[e] = y if oke else 0.0
-                if mode == MODE_STD:
-                    sg[e] = sigma[s, ids[e]] if oke else 0.0
-                if oke != prev_ok[e]:
-                    same = False
-            if not same:
-                for e in range(deg):
-                    prev_ok[e] = ok[e]
-                direct = False
-                if direct_ok:
-                    direct, cond = direct_prepare(code, deg, d, off, ok, par, dw)
-                if direct:
-                    flag = 0
-                else:
-                    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
-                have = True
-            if direct:
-                direct_apply(deg, d, no, off, yv, y0, out[s, i], dw)
+            d = centers.shape[1]
+        s_count = values.shape[0]
+        no = comb.shape[0]
+        lead = _leading(comb)
+        if gathered:
+            nbr_values, nbr_sigma, nbr_center, ring_of = stencils
+            cap = nbr_center.shape[1]
+        else:
+            table, indptr, rings, widen_to, min_points, radius, kmax = stencils
+            mark = np.full(n, -1, dtype=np.int64)
+            rowmax = _widest_row(table, indptr, n)
+            nbr = np.empty(rowmax, dtype=np.int64)
+            slot = np.empty(rowmax, dtype=np.int64)
+            cap = kmax if kmax > 0 else max(64, 4 * rowmax)
+            ring1 = rings == 1 and widen_to <= 1 and radius <= 0
+            ball = ball_index(table, indptr, centers, radius)
+        ids = np.empty(cap, dtype=np.int64)  # the bins of a stencil (gathered: its slots)
+        ring = np.empty(cap, dtype=np.int8)
+        off = np.empty((cap, d))
+        ok = np.zeros(cap, dtype=np.bool_)
+        prev_ok = np.zeros(cap, dtype=np.bool_)
+        yv = np.empty(cap)
+        sg = np.empty(cap)
+        w = np.zeros((cap, nq))
+        c0 = np.empty(nq)
+        wo = np.empty((cap, no))
+        c0o = np.empty(no)
+        work = _make_work(cap, d, nq)
+        need = _needed(comb)
+        work.need[0] = need
+        dw = _direct_work(work)
+        direct_ok = lead and mode == MODE_VALUES and no <= d
+        direct = False
+        for i in range(n):
+            if gathered:
+                deg = 0
+                for r in range(cap):
+                    if math.isnan(nbr_center[i, r, 0]):
+                        continue
+                    ids[deg] = r
+                    ring[deg] = ring_of[i, r]
+                    for a in range(d):
+                        off[deg, a] = nbr_center[i, r, a] - centers[i, a]
+                    deg += 1
             else:
-                s0 = sigma[s, i] if mode == MODE_STD else 0.0
-                _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                       out[s, i], wo, c0o, lead)
-            flags[s, i] = flag
-            conds[s, i] = cond
-    return out
+                if ring1:  # the table row itself (no duplicates, no self: checked upstream)
+                    deg = row(table, indptr, i, ids, slot)
+                    for e in range(deg):
+                        ring[e] = 1
+                else:
+                    deg, ids, ring = _stencil_of(i, ball, table, indptr, centers, rings,
+                                                 widen_to, min_points, radius, mark, ids, ring,
+                                                 nbr, slot)
+                    if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
+                        cap = ids.shape[0]
+                        off = np.empty((cap, d))
+                        ok = np.zeros(cap, dtype=np.bool_)
+                        prev_ok = np.zeros(cap, dtype=np.bool_)
+                        yv = np.empty(cap)
+                        sg = np.empty(cap)
+                        w = np.zeros((cap, nq))
+                        wo = np.empty((cap, no))
+                        work = _make_work(cap, d, nq)
+                        work.need[0] = need
+                        dw = _direct_work(work)
+                for e in range(deg):
+                    j = ids[e]
+                    for a in range(d):
+                        off[e, a] = centers[j, a] - centers[i, a]
+            have = False
+            flag = 2
+            cond = np.nan
+            for s in range(s_count):
+                y0 = values[s, i]
+                if math.isnan(y0):
+                    for o in range(no):
+                        out[s, i, o] = np.nan
+                    flags[s, i] = 2
+                    conds[s, i] = np.nan
+                    continue
+                same = have
+                for e in range(deg):
+                    if gathered:
+                        y = nbr_values[s, i, ids[e]]
+                    else:
+                        y = values[s, ids[e]]
+                    oke = not math.isnan(y)
+                    ok[e] = oke
+                    yv[e] = y if oke else 0.0
+                    if mode == MODE_STD:
+                        if gathered:
+                            sg[e] = nbr_sigma[s, i, ids[e]] if oke else 0.0
+                        else:
+                            sg[e] = sigma[s, ids[e]] if oke else 0.0
+                    if oke != prev_ok[e]:
+                        same = False
+                if not same:
+                    for e in range(deg):
+                        prev_ok[e] = ok[e]
+                    direct = False
+                    if direct_ok:
+                        direct, cond = direct_prepare(code, deg, d, off, ok, par, dw)
+                    if direct:
+                        flag = 0
+                    else:
+                        flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
+                    have = True
+                if direct:
+                    direct_apply(deg, d, no, off, yv, y0, out[s, i], dw)
+                else:
+                    s0 = sigma[s, i] if mode == MODE_STD else 0.0
+                    _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
+                           out[s, i], wo, c0o, lead)
+                flags[s, i] = flag
+                conds[s, i] = cond
+        return out
+
+    return drive
+
+
+#: :func:`_driver` on a whole table: ``stencils = (table, indptr, rings, widen_to,
+#: min_points, radius, kmax)``
+drive_table = _driver(False)
+#: :func:`_driver` on gathered stencils: ``stencils = (nbr_values, nbr_sigma, nbr_center,
+#: ring_of)``
+drive_gathered = _driver(True)
 
 
 @_jit
@@ -2641,91 +2683,6 @@ def lsq2_gathered(values, center, nbr_values, nbr_center, ring_of, par, na, out,
         else:
             flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
                                        y0, na, wo, c0o, out, 0, i)
-    return out
-
-
-@_jit
-def drive_gathered(
-    code, values, sigma, center, nbr_values, nbr_sigma, nbr_center, ring_of, par, nq, comb,
-    mode, na, out, flags, conds, dim_tag,
-):
-    """Every bin of gathered stencils: ``nbr_center`` (n, K, d) NaN at padding,
-    ``nbr_values`` (S, n, K); ``ring_of`` (n, K) int8 ring of each entry."""
-    n = center.shape[0]
-    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
-        d = dim_tag.ndim
-    else:
-        d = center.shape[1]
-    kk = nbr_center.shape[1]
-    s_count = values.shape[0]
-    no = comb.shape[0]
-    lead = _leading(comb)
-    pos = np.empty(kk, dtype=np.int64)
-    ring = np.empty(kk, dtype=np.int8)
-    off = np.empty((kk, d))
-    ok = np.zeros(kk, dtype=np.bool_)
-    prev_ok = np.zeros(kk, dtype=np.bool_)
-    yv = np.empty(kk)
-    sg = np.empty(kk)
-    w = np.zeros((kk, nq))
-    c0 = np.empty(nq)
-    wo = np.empty((kk, no))
-    c0o = np.empty(no)
-    work = _make_work(kk, d, nq)
-    work.need[0] = _needed(comb)
-    dw = _direct_work(work)
-    direct_ok = lead and mode == MODE_VALUES and no <= d
-    direct = False
-    for i in range(n):
-        deg = 0
-        for r in range(kk):
-            if math.isnan(nbr_center[i, r, 0]):
-                continue
-            pos[deg] = r
-            ring[deg] = ring_of[i, r]
-            for a in range(d):
-                off[deg, a] = nbr_center[i, r, a] - center[i, a]
-            deg += 1
-        have = False
-        flag = 2
-        cond = np.nan
-        for s in range(s_count):
-            y0 = values[s, i]
-            if math.isnan(y0):
-                for o in range(no):
-                    out[s, i, o] = np.nan
-                flags[s, i] = 2
-                conds[s, i] = np.nan
-                continue
-            same = have
-            for e in range(deg):
-                y = nbr_values[s, i, pos[e]]
-                oke = not math.isnan(y)
-                ok[e] = oke
-                yv[e] = y if oke else 0.0
-                if mode == MODE_STD:
-                    sg[e] = nbr_sigma[s, i, pos[e]] if oke else 0.0
-                if oke != prev_ok[e]:
-                    same = False
-            if not same:
-                for e in range(deg):
-                    prev_ok[e] = ok[e]
-                direct = False
-                if direct_ok:
-                    direct, cond = direct_prepare(code, deg, d, off, ok, par, dw)
-                if direct:
-                    flag = 0
-                else:
-                    flag, cond = bin_map(code, deg, d, off, ok, ring, par, w, c0, work)
-                have = True
-            if direct:
-                direct_apply(deg, d, no, off, yv, y0, out[s, i], dw)
-            else:
-                s0 = sigma[s, i] if mode == MODE_STD else 0.0
-                _apply(deg, nq, no, comb, w, c0, yv, y0, sg, s0, mode, na, flag != 2,
-                       out[s, i], wo, c0o, lead)
-            flags[s, i] = flag
-            conds[s, i] = cond
     return out
 
 

@@ -152,10 +152,11 @@ def _fit_compiled(own, vals, centers, targets, ids, rows, slots, keep, m, k, d, 
     center = np.ascontiguousarray(centers[targets])
     code = _numba.METHOD_CODES["local"]
     own_c = np.ascontiguousarray(own)
-    _numba.drive_gathered(code, own_c, own_c, center, nv, nv, nc, ring, par, d + 1, comb,
+    stencils = (nv, nv, nc, ring)
+    _numba.drive_gathered(code, own_c, own_c, center, stencils, par, d + 1, comb,
                           _numba.MODE_VALUES, np.nan, out, flags, conds, _numba.dim_tag(d))
     yhat = out[:, :, 0].copy()
-    _numba.drive_gathered(code, own_c, own_c, center, nv, nv, nc, ring, par, d + 1, comb,
+    _numba.drive_gathered(code, own_c, own_c, center, stencils, par, d + 1, comb,
                           _numba.MODE_LEVERAGE, np.nan, out, flags, conds, _numba.dim_tag(d))
     return yhat, out[:, :, 0]
 

@@ -109,12 +109,12 @@ class _Generic:
             g = job.gathered
             nv = np.ascontiguousarray(g.values, dtype=np.float64)
             ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
+            gathered = (nv, ns, np.ascontiguousarray(g.center, dtype=np.float64),
+                        np.ascontiguousarray(g.ring, dtype=np.int8))
             _numba.drive_gathered(
                 _numba.METHOD_CODES[self.name], values, sigma,
-                np.ascontiguousarray(job.centers, dtype=np.float64), nv, ns,
-                np.ascontiguousarray(g.center, dtype=np.float64),
-                np.ascontiguousarray(g.ring, dtype=np.int8), par, nq, comb, mode, na, out,
-                flags, conds, _numba.dim_tag(job.centers.shape[1]),
+                np.ascontiguousarray(job.centers, dtype=np.float64), gathered, par, nq, comb,
+                mode, na, out, flags, conds, _numba.dim_tag(job.centers.shape[1]),
             )
             return out, flags
         table, indptr = table_arrays(job)
@@ -131,10 +131,10 @@ class _Generic:
             if table.ndim == 2:  # wide walks visit many rows: read them without padding
                 indptr, table = _numba.padded_to_csr(table)
             kmax = 0  # the driver grows its buffers with the stencils
+        stencils = (table, indptr, rings, widen, min_points, radius, int(kmax))
         _numba.drive_table(
-            _numba.METHOD_CODES[self.name], values, sigma, centers, table, indptr, rings, widen,
-            min_points, radius, int(kmax), par, nq, comb, mode, na, out, flags, conds,
-            _numba.dim_tag(centers.shape[1]),
+            _numba.METHOD_CODES[self.name], values, sigma, centers, stencils, par, nq, comb,
+            mode, na, out, flags, conds, _numba.dim_tag(centers.shape[1]),
         )
         return out, flags
 
