@@ -2939,115 +2939,99 @@ def _grad1_slices(i, deg, d, off, side, values, nbr_values, ids, pos, t, s_count
         flags[s, i] = 0
 
 
-@_jit
-def grad1_table(
-    kind, values, centers, table, indptr, labels, thr, band, tie_u, tie_code, param, na,
-    out, flags, redo, miss, nmiss, dim_tag,
-):
-    """grad1 for every bin of a table and every slice: ``out`` (S, n, d).
+def _grad1_driver(gathered):
+    """grad1 for every bin and every slice, any rule: ``out`` (S, n, d); one body for both
+    layouts of the stencils, ``gathered`` a constant of the compiled code (numba prunes the
+    other layout's branches before typing). Arguments ``(kind, values, centers, nbr_a,
+    nbr_b, nbr_c, thr, band, tie_u, tie_code, param, na, out, flags, redo, miss, nmiss,
+    dim_tag)``: ``nbr_a, nbr_b, nbr_c`` the table, its ``indptr`` (padded: empty) and its
+    edge labels (none: empty), or the gathered 1-ring stencils ``nbr_values`` (S, n, K),
+    ``nbr_center`` (n, K, d), NaN at padding, and ``nbr_label`` (n, K) (none: empty).
 
     Bins whose cone ties are missing from ``tie_u`` are flagged in ``redo`` and left unset.
     ``dim_tag`` is an empty array with one dimension per space dimension: its ``ndim`` is a
     compile-time constant, so each dimension gets its own machine code with unrolled loops
     over the axes.
     """
-    d = dim_tag.ndim
-    n = centers.shape[0]
-    k = _widest_row(table, indptr, n)
-    s_count = values.shape[0]
-    own = np.empty(d)
-    nbr = np.empty(k, dtype=np.int64)
-    slot = np.empty(k, dtype=np.int64)
-    nbc = np.empty((k, d))
-    off = np.empty((k, d))
-    lab = np.zeros(k, dtype=np.int64)
-    side = np.zeros((k, d), dtype=np.int8)
-    ok = np.zeros(k, dtype=np.bool_)
-    prev_ok = np.zeros(k, dtype=np.bool_)
-    yv = np.empty(k)
-    cb = np.empty(d)
-    ca = np.empty(d)
-    c0 = np.empty(d)
-    cnt_b = np.empty(d)
-    cnt_a = np.empty(d)
-    sum_b = np.empty(d)
-    sum_a = np.empty(d)
-    we = np.empty((k, d))
-    g = np.empty(d)
-    dummy = np.empty((1, 1, 1))
-    has_labels = labels.size > 0
-    for i in range(n):
-        deg = row(table, indptr, i, nbr, slot)
-        for a in range(d):
-            own[a] = centers[i, a]
-        for e in range(deg):
-            j = nbr[e]
+
+    @_jit
+    def kernel(kind, values, centers, nbr_a, nbr_b, nbr_c, thr, band, tie_u, tie_code, param,
+               na, out, flags, redo, miss, nmiss, dim_tag):
+        d = dim_tag.ndim
+        n = centers.shape[0]
+        if gathered:
+            k = nbr_b.shape[1]
+        else:
+            k = _widest_row(nbr_a, nbr_b, n)
+        s_count = values.shape[0]
+        own = np.empty(d)
+        ids = np.empty(k, dtype=np.int64)  # the neighbours (gathered: their slots)
+        slot = np.empty(k, dtype=np.int64)
+        nbc = np.empty((k, d))
+        off = np.empty((k, d))
+        lab = np.zeros(k, dtype=np.int64)
+        side = np.zeros((k, d), dtype=np.int8)
+        ok = np.zeros(k, dtype=np.bool_)
+        prev_ok = np.zeros(k, dtype=np.bool_)
+        yv = np.empty(k)
+        cb = np.empty(d)
+        ca = np.empty(d)
+        c0 = np.empty(d)
+        cnt_b = np.empty(d)
+        cnt_a = np.empty(d)
+        sum_b = np.empty(d)
+        sum_a = np.empty(d)
+        we = np.empty((k, d))
+        g = np.empty(d)
+        dummy = np.empty((1, 1, 1))
+        has_labels = nbr_c.size > 0
+        for i in range(n):
             for a in range(d):
-                nbc[e, a] = centers[j, a]
-                off[e, a] = centers[j, a] - own[a]
-            if has_labels:
-                lab[e] = label_of(labels, i, slot[e])
-        if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
-                     side, miss, nmiss):
-            redo[i] = True
-            continue
-        _grad1_slices(i, deg, d, off, side, values, dummy, nbr, nbr, i, s_count, na, out,
-                      flags, ok, prev_ok, yv, cb, ca, c0, cnt_b, cnt_a, sum_b, sum_a, we, g,
-                      False)
-    return out
-
-
-@_jit
-def grad1_gathered(
-    kind, values, center, nbr_values, nbr_center, nbr_label, thr, band, tie_u, tie_code,
-    param, na, out, flags, redo, miss, nmiss, dim_tag,
-):
-    """grad1 on gathered stencils (1-ring): ``nbr_center`` (n, K, d), NaN at padding."""
-    d = dim_tag.ndim
-    n = center.shape[0]
-    k = nbr_center.shape[1]
-    s_count = values.shape[0]
-    own = np.empty(d)
-    pos = np.empty(k, dtype=np.int64)
-    nbc = np.empty((k, d))
-    off = np.empty((k, d))
-    lab = np.zeros(k, dtype=np.int64)
-    side = np.zeros((k, d), dtype=np.int8)
-    ok = np.zeros(k, dtype=np.bool_)
-    prev_ok = np.zeros(k, dtype=np.bool_)
-    yv = np.empty(k)
-    cb = np.empty(d)
-    ca = np.empty(d)
-    c0 = np.empty(d)
-    cnt_b = np.empty(d)
-    cnt_a = np.empty(d)
-    sum_b = np.empty(d)
-    sum_a = np.empty(d)
-    we = np.empty((k, d))
-    g = np.empty(d)
-    has_labels = nbr_label.size > 0
-    for i in range(n):
-        for a in range(d):
-            own[a] = center[i, a]
-        deg = 0
-        for r in range(k):
-            if math.isnan(nbr_center[i, r, 0]):
+                own[a] = centers[i, a]
+            if gathered:
+                deg = 0
+                for r in range(k):
+                    if math.isnan(nbr_b[i, r, 0]):
+                        continue
+                    ids[deg] = r
+                    for a in range(d):
+                        nbc[deg, a] = nbr_b[i, r, a]
+                        off[deg, a] = nbr_b[i, r, a] - own[a]
+                    if has_labels:
+                        lab[deg] = nbr_c[i, r]
+                    deg += 1
+            else:
+                deg = row(nbr_a, nbr_b, i, ids, slot)
+                for e in range(deg):
+                    j = ids[e]
+                    for a in range(d):
+                        nbc[e, a] = centers[j, a]
+                        off[e, a] = centers[j, a] - own[a]
+                    if has_labels:
+                        lab[e] = label_of(nbr_c, i, slot[e])
+            if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
+                         side, miss, nmiss):
+                redo[i] = True
                 continue
-            pos[deg] = r
-            for a in range(d):
-                nbc[deg, a] = nbr_center[i, r, a]
-                off[deg, a] = nbr_center[i, r, a] - own[a]
-            if has_labels:
-                lab[deg] = nbr_label[i, r]
-            deg += 1
-        if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
-                     side, miss, nmiss):
-            redo[i] = True
-            continue
-        _grad1_slices(i, deg, d, off, side, values, nbr_values, pos, pos, i, s_count, na, out,
-                      flags, ok, prev_ok, yv, cb, ca, c0, cnt_b, cnt_a, sum_b, sum_a, we, g,
-                      True)
-    return out
+            if gathered:
+                _grad1_slices(i, deg, d, off, side, values, nbr_a, ids, ids, i, s_count, na,
+                              out, flags, ok, prev_ok, yv, cb, ca, c0, cnt_b, cnt_a, sum_b,
+                              sum_a, we, g, True)
+            else:
+                _grad1_slices(i, deg, d, off, side, values, dummy, ids, ids, i, s_count, na,
+                              out, flags, ok, prev_ok, yv, cb, ca, c0, cnt_b, cnt_a, sum_b,
+                              sum_a, we, g, False)
+        return out
+
+    return kernel
+
+
+#: :func:`_grad1_driver` on a table: ``(kind, values, centers, table, indptr, labels, thr,
+#: band, tie_u, tie_code, param, na, out, flags, redo, miss, nmiss, dim_tag)``
+grad1_table = _grad1_driver(False)
+#: :func:`_grad1_driver` on gathered stencils (1-ring): ``(kind, values, center,
+#: nbr_values, nbr_center, nbr_label, thr, ...)``, ``nbr_center`` (n, K, d) NaN at padding
+grad1_gathered = _grad1_driver(True)
 
 
 def _grad1_cone_kernel(gathered):
