@@ -1960,6 +1960,17 @@ def dim_tag(d):
     return np.empty((0, 0)) if d == 2 else np.empty(0)
 
 
+@_jit
+def _drive_work(cap, d, nq, no, need):
+    """Scratch of :func:`_driver` for stencils of up to ``cap`` entries: ``(off, ok, prev_ok,
+    yv, sg, w, wo, work, dw)``."""
+    work = _make_work(cap, d, nq)
+    work.need[0] = need
+    return (np.empty((cap, d)), np.zeros(cap, dtype=np.bool_), np.zeros(cap, dtype=np.bool_),
+            np.empty(cap), np.empty(cap), np.zeros((cap, nq)), np.empty((cap, no)), work,
+            _direct_work(work))
+
+
 def _driver(gathered):
     """The driver of the per-bin methods on one layout of the stencils (``gathered``, a
     constant of the compiled code: numba prunes the other layout's branches before typing):
@@ -2000,19 +2011,10 @@ def _driver(gathered):
             ball = ball_index(table, indptr, centers, radius)
         ids = np.empty(cap, dtype=np.int64)  # the bins of a stencil (gathered: its slots)
         ring = np.empty(cap, dtype=np.int8)
-        off = np.empty((cap, d))
-        ok = np.zeros(cap, dtype=np.bool_)
-        prev_ok = np.zeros(cap, dtype=np.bool_)
-        yv = np.empty(cap)
-        sg = np.empty(cap)
-        w = np.zeros((cap, nq))
         c0 = np.empty(nq)
-        wo = np.empty((cap, no))
         c0o = np.empty(no)
-        work = _make_work(cap, d, nq)
         need = _needed(comb)
-        work.need[0] = need
-        dw = _direct_work(work)
+        off, ok, prev_ok, yv, sg, w, wo, work, dw = _drive_work(cap, d, nq, no, need)
         direct_ok = lead and mode == MODE_VALUES and no <= d
         direct = False
         for i in range(n):
@@ -2037,16 +2039,8 @@ def _driver(gathered):
                                                  nbr, slot)
                     if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
                         cap = ids.shape[0]
-                        off = np.empty((cap, d))
-                        ok = np.zeros(cap, dtype=np.bool_)
-                        prev_ok = np.zeros(cap, dtype=np.bool_)
-                        yv = np.empty(cap)
-                        sg = np.empty(cap)
-                        w = np.zeros((cap, nq))
-                        wo = np.empty((cap, no))
-                        work = _make_work(cap, d, nq)
-                        work.need[0] = need
-                        dw = _direct_work(work)
+                        off, ok, prev_ok, yv, sg, w, wo, work, dw = _drive_work(cap, d, nq, no,
+                                                                                need)
                 for e in range(deg):
                     j = ids[e]
                     for a in range(d):
