@@ -21,7 +21,8 @@ Structure
   :func:`gradn_bin` share one weighted least-squares solver (:func:`_ls_solve`).
 * **Drivers.** :func:`drive_table` (a whole table: each bin's stencil is walked here) and
   :func:`drive_gathered` (stencils gathered beforehand, one padded row per bin, as the
-  chunked path makes them) run the per-bin map of a method given by its code
+  chunked path makes them), one body compiled per layout (:func:`_driver`), run the
+  per-bin map of a method given by its code
   (:data:`METHOD_CODES`, dispatched by :func:`bin_map`) and apply it to every slice of the
   values, recomputing it only when the missing-value pattern of the stencil changes from
   one slice to the next. For the gradient of values (not its uncertainty nor other
@@ -31,10 +32,10 @@ Structure
   function types, which numba cannot cache.)
   Both call the same per-bin function on the same offsets in the same order, so eager and
   chunked results agree bit for bit.
-* **grad1** has drivers of its own (:func:`grad1_table`, :func:`grad1_gathered`, and the
-  fused single-slice cone kernels :func:`grad1_cone_single` on a table and
-  :func:`grad1_cone_gathered` on gathered stencils, one body compiled per layout:
-  :func:`_grad1_cone_kernel`) because its selection rules decide
+* **grad1** has drivers of its own (:func:`grad1_table` and :func:`grad1_gathered`, one
+  body compiled per layout: :func:`_grad1_driver`; and the fused single-slice cone kernels
+  :func:`grad1_cone_single` on a table and :func:`grad1_cone_gathered` on gathered
+  stencils, likewise: :func:`_grad1_cone_kernel`) because its selection rules decide
   sides with TRamWAy's float64 ties: the rule's side test is chosen by its code
   (:data:`RULE_CODES`, one per rule of :mod:`xtramgrad.selection`), and cone ties are
   looked up in a table of decisions made by numpy's own ``arccos``; a tie missing from
@@ -2957,10 +2958,11 @@ def _grad1_driver(gathered):
             k = nbr_b.shape[1]
         else:
             k = _widest_row(nbr_a, nbr_b, n)
+            slot = np.empty(k, dtype=np.int64)
+            dummy = np.empty((1, 1, 1))  # _grad1_slices reads the table's values
         s_count = values.shape[0]
         own = np.empty(d)
         ids = np.empty(k, dtype=np.int64)  # the neighbours (gathered: their slots)
-        slot = np.empty(k, dtype=np.int64)
         nbc = np.empty((k, d))
         off = np.empty((k, d))
         lab = np.zeros(k, dtype=np.int64)
@@ -2977,7 +2979,6 @@ def _grad1_driver(gathered):
         sum_a = np.empty(d)
         we = np.empty((k, d))
         g = np.empty(d)
-        dummy = np.empty((1, 1, 1))
         has_labels = nbr_c.size > 0
         for i in range(n):
             for a in range(d):
@@ -3039,7 +3040,8 @@ def _grad1_cone_kernel(gathered):
     centers, nbr_a, nbr_b, thr, band, tie_u, tie_code, na, out, flags, redo, miss, nmiss,
     dim_tag)``: ``values`` (1, n) and ``centers`` (n, d) of every bin; ``nbr_a, nbr_b`` the
     table and its ``indptr`` (padded: empty), or the gathered stencils ``nbr_values`` (1,
-    n, K) and ``nbr_center`` (n, K, d), NaN at padding, read in place. (The other way to
+    n, K) and ``nbr_center`` (n, K, d), NaN at padding, read in place (walking them as a
+    table of positions into flattened copies measured 1.35x slower). (The other way to
     share the code, helpers taking the scratch arrays called per edge or per bin by two
     kernels, measured 2.9-16x slower than this body.)"""
 
@@ -3052,8 +3054,8 @@ def _grad1_cone_kernel(gathered):
             k = nbr_b.shape[1]
         else:
             k = _widest_row(nbr_a, nbr_b, n)
-        nbr = np.empty(k, dtype=np.int64)
-        slot = np.empty(k, dtype=np.int64)
+            nbr = np.empty(k, dtype=np.int64)
+            slot = np.empty(k, dtype=np.int64)
         off = np.empty((k, d))
         fbs = np.empty((k, d))
         fas = np.empty((k, d))

@@ -109,11 +109,11 @@ class _Generic:
             g = job.gathered
             nv = np.ascontiguousarray(g.values, dtype=np.float64)
             ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
-            gathered = (nv, ns, np.ascontiguousarray(g.center, dtype=np.float64),
-                        np.ascontiguousarray(g.ring, dtype=np.int8))
+            padded = (nv, ns, np.ascontiguousarray(g.center, dtype=np.float64),
+                      np.ascontiguousarray(g.ring, dtype=np.int8))
             _numba.drive_gathered(
                 _numba.METHOD_CODES[self.name], values, sigma,
-                np.ascontiguousarray(job.centers, dtype=np.float64), gathered, par, nq, comb,
+                np.ascontiguousarray(job.centers, dtype=np.float64), padded, par, nq, comb,
                 mode, na, out, flags, conds, _numba.dim_tag(job.centers.shape[1]),
             )
             return out, flags
