@@ -680,8 +680,8 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
         _numba.lsq_single(values, centers, values, centers, table, np.zeros(0, np.int64), par,
                           np.nan, got, got_flags, tag)
     elif code == 1:
-        _numba.lsq2_single(values, centers, indices, indptr, par, np.nan, got, got_flags,
-                           *spec[:3], tag)
+        _numba.lsq2_single(values, centers, (indices, indptr, *spec[:3]), par, np.nan, got,
+                           got_flags, tag)
     else:
         _numba.local_single(values, centers, indices, indptr, np.array([bw, degree, 3 * bw]),
                             np.nan, got, got_flags, tag, _numba.degree_tag(degree))
@@ -705,7 +705,7 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
                           np.zeros(0, np.int64), par, np.nan, got, got_flags, tag)
     elif code == 1:
         ring_of = pad_rows(sp, rings.astype(np.int64), width).astype(np.int8)
-        _numba.lsq2_gathered(values, centers, nv, nc, ring_of, par, np.nan, got, got_flags,
+        _numba.lsq2_gathered(values, centers, (nv, nc, ring_of), par, np.nan, got, got_flags,
                              tag)
     else:
         _numba.local_gathered(values, centers, nv, nc, np.array([bw, degree]), np.nan, got,

@@ -31,7 +31,9 @@ Structure
   (Passing the per-bin function itself as an argument would compile to first-class
   function types, which numba cannot cache.)
   Both call the same per-bin function on the same offsets in the same order, so eager and
-  chunked results agree bit for bit.
+  chunked results agree bit for bit. lsq2's gradient of one slice has kernels of its own,
+  :func:`lsq2_single` and :func:`lsq2_gathered`, one body compiled per layout
+  (:func:`_lsq2_kernel`).
 * **grad1** has drivers of its own (:func:`grad1_table` and :func:`grad1_gathered`, one
   body compiled per layout: :func:`_grad1_driver`; and the fused single-slice cone kernels
   :func:`grad1_cone_single` on a table and :func:`grad1_cone_gathered` on gathered
@@ -81,6 +83,17 @@ _EXP_M = np.array([math.ldexp(1.0, m) for m in range(-1074, 1)])
 _EXP_INV = 64 / math.log(2.0)
 _EXP_HI = 6.93147180369123816490e-01 / 64  # ln 2 / 64 split: k * _EXP_HI is exact
 _EXP_LO = 1.90821492927058770002e-10 / 64
+
+
+@_inline
+def _undefined(out, flags, s, i, no):
+    """Slice ``s`` of bin ``i`` has no gradient (its own value missing, or none of its
+    neighbours' values present): NaN in its ``no`` outputs ``out[s, i]``, flag 2. ``no``
+    is the caller's count: where that is a compile-time constant (``dim_tag.ndim``) the
+    loop unrolls as the caller's own did (``out.shape[2]`` here cost the cone kernels 3-5%)."""
+    for o in range(no):
+        out[s, i, o] = np.nan
+    flags[s, i] = 2
 
 
 @_inline
@@ -2052,9 +2065,7 @@ def _driver(gathered):
             for s in range(s_count):
                 y0 = values[s, i]
                 if math.isnan(y0):
-                    for o in range(no):
-                        out[s, i, o] = np.nan
-                    flags[s, i] = 2
+                    _undefined(out, flags, s, i, no)
                     conds[s, i] = np.nan
                     continue
                 same = have
@@ -2167,9 +2178,7 @@ def lsq_single(values, centers, src_values, src_centers, table, indptr, par, na,
     for i in range(n):
         y0 = values[0, i]
         if math.isnan(y0):
-            for o in range(d):
-                out[0, i, o] = np.nan
-            flags[0, i] = 2
+            _undefined(out, flags, 0, i, d)
             continue
         deg = row(table, indptr, i, ids, slot)
         for e in range(deg):
@@ -2349,9 +2358,7 @@ def local_single(values, centers, table, indptr, par, na, out, flags, dim_tag, d
     for i in range(n):
         y0 = v0[i]
         if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
+            _undefined(out, flags, 0, i, d)
             continue
         proved = False
         size = 0
@@ -2424,9 +2431,7 @@ def local_gathered(values, center, nbr_values, nbr_center, par, na, out, flags, 
     for i in range(n):
         y0 = values[0, i]
         if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
+            _undefined(out, flags, 0, i, d)
             continue
         m = 0
         for r in range(kk):
@@ -2566,7 +2571,7 @@ def _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, 
 
 @_jit
 def _quad_work(cap, d):
-    """Scratch of :func:`lsq2_single` for stencils of up to ``cap`` entries: that of
+    """Scratch of :func:`_lsq2_kernel` for stencils of up to ``cap`` entries: that of
     :func:`_bin_general`, then that of :func:`_quad_fit`."""
     nq = d + d * (d + 1) // 2
     return (np.empty((cap, d)), np.zeros(cap, dtype=np.bool_), np.empty(cap),
@@ -2575,110 +2580,98 @@ def _quad_work(cap, d):
             np.empty(cap), np.empty(cap))
 
 
-@_jit
-def lsq2_single(values, centers, table, indptr, par, na, out, flags, rings, widen_to,
-                min_points, dim_tag):
-    """:func:`drive_table` for ``lsq2``'s gradient of one slice over a CSR table (``par`` =
-    (power, cutoff, fallback power, fallback cutoff); the stencil: ``rings``, widened to
-    ``widen_to`` below ``min_points``): the same walks and fits, so the same numbers, without
-    the loops that serve several slices and uncertainties (:func:`_quad_fit`)."""
-    n = centers.shape[0]
-    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
-        d = dim_tag.ndim
-    else:
-        d = centers.shape[1]
-    nq = d + d * (d + 1) // 2
-    p = nq
-    rowmax = _widest_row(table, indptr, n)
-    nbr = np.empty(rowmax, dtype=np.int64)
-    slot = np.empty(rowmax, dtype=np.int64)
-    mark = np.full(n, -1, dtype=np.int64)
-    cap = max(64, 4 * rowmax)
-    ids = np.empty(cap, dtype=np.int64)
-    ring = np.empty(cap, dtype=np.int8)
-    (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
-    work.need[0] = d
-    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, nq, p)
-    power = par[0]
-    cutoff = par[1]
-    v0 = values[0]
-    for i in range(n):
-        y0 = v0[i]
-        if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to, min_points,
-                                     0.0, mark, ids, ring, nbr, slot)
-        if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
-            cap = ids.shape[0]
-            (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
-            work.need[0] = d
-        for e in range(deg):
-            j = ids[e]
-            for a in range(d):
-                off[e, a] = centers[j, a] - centers[i, a]
-            y = v0[j]
-            oke = not math.isnan(y)
-            ok[e] = oke
-            yv[e] = y if oke else 0.0
-        if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm, xs,
-                     low, out, i):
-            flags[0, i] = 0
+def _lsq2_kernel(gathered):
+    """``lsq2``'s gradient of one slice on one layout of the stencils (``gathered``, a
+    constant of the compiled code: numba prunes the other layout's branches before typing):
+    :func:`lsq2_single` and :func:`lsq2_gathered`, one body. The same fits as
+    :func:`drive_table` (``par`` = (power, cutoff, fallback power, fallback cutoff)), on a
+    table the same walks, so the same numbers, without the loops that serve several slices
+    and uncertainties (:func:`_quad_fit`). Arguments ``(values, centers, stencils, par,
+    na, out, flags, dim_tag)``; ``out`` (1, n, d), ``flags`` (1, n).
+
+    ``stencils``, on a CSR table: ``(table, indptr, rings, widen_to, min_points)``, each
+    bin's stencil walked here (``rings``, widened to ``widen_to`` below ``min_points``).
+    Gathered (the chunked path): ``(nbr_values, nbr_center, ring_of)``, ``nbr_center``
+    (n, K, d) NaN at padding, ``nbr_values`` (1, n, K), ``ring_of`` (n, K) int8; the fits
+    sum in the same order."""
+
+    @_jit
+    def kernel(values, centers, stencils, par, na, out, flags, dim_tag):
+        n = centers.shape[0]
+        if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
+            d = dim_tag.ndim
         else:
-            flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
-                                       y0, na, wo, c0o, out, 0, i)
-    return out
-
-
-@_jit
-def lsq2_gathered(values, center, nbr_values, nbr_center, ring_of, par, na, out, flags,
-                  dim_tag):
-    """:func:`lsq2_single` on gathered stencils (the chunked path): ``nbr_center`` (n, K, d)
-    NaN at padding, ``nbr_values`` (1, n, K), ``ring_of`` (n, K). The same fits, summed in
-    the same order."""
-    n = center.shape[0]
-    if dim_tag.ndim == 2:  # pruned when compiled: a constant for 2D maps (see dim_tag)
-        d = dim_tag.ndim
-    else:
-        d = center.shape[1]
-    kk = nbr_center.shape[1]
-    nq = d + d * (d + 1) // 2
-    p = nq
-    cap = max(kk, 1)
-    ring = np.empty(cap, dtype=np.int8)
-    (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
-    work.need[0] = d
-    c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, nq, p)
-    power = par[0]
-    cutoff = par[1]
-    for i in range(n):
-        y0 = values[0, i]
-        if math.isnan(y0):
-            for a in range(d):
-                out[0, i, a] = np.nan
-            flags[0, i] = 2
-            continue
-        deg = 0
-        for r in range(kk):
-            if math.isnan(nbr_center[i, r, 0]):
+            d = centers.shape[1]
+        nq = d + d * (d + 1) // 2
+        p = nq
+        if gathered:
+            nbr_values, nbr_center, ring_of = stencils
+            kk = nbr_center.shape[1]
+            cap = max(kk, 1)
+        else:
+            table, indptr, rings, widen_to, min_points = stencils
+            rowmax = _widest_row(table, indptr, n)
+            nbr = np.empty(rowmax, dtype=np.int64)
+            slot = np.empty(rowmax, dtype=np.int64)
+            mark = np.full(n, -1, dtype=np.int64)
+            cap = max(64, 4 * rowmax)
+            ids = np.empty(cap, dtype=np.int64)
+        ring = np.empty(cap, dtype=np.int8)
+        (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
+        work.need[0] = d
+        c0, c0o, comb, ph, nrm, low, xs = _solve_scratch(d, nq, p)
+        power = par[0]
+        cutoff = par[1]
+        for i in range(n):
+            y0 = values[0, i]
+            if math.isnan(y0):
+                _undefined(out, flags, 0, i, d)
                 continue
-            ring[deg] = ring_of[i, r]
-            for a in range(d):
-                off[deg, a] = nbr_center[i, r, a] - center[i, a]
-            y = nbr_values[0, i, r]
-            oke = not math.isnan(y)
-            ok[deg] = oke
-            yv[deg] = y if oke else 0.0
-            deg += 1
-        if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm, xs,
-                     low, out, i):
-            flags[0, i] = 0
-        else:
-            flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb, yv,
-                                       y0, na, wo, c0o, out, 0, i)
-    return out
+            if gathered:
+                deg = 0
+                for r in range(kk):
+                    if math.isnan(nbr_center[i, r, 0]):
+                        continue
+                    ring[deg] = ring_of[i, r]
+                    for a in range(d):
+                        off[deg, a] = nbr_center[i, r, a] - centers[i, a]
+                    y = nbr_values[0, i, r]
+                    oke = not math.isnan(y)
+                    ok[deg] = oke
+                    yv[deg] = y if oke else 0.0
+                    deg += 1
+            else:
+                deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to,
+                                             min_points, 0.0, mark, ids, ring, nbr, slot)
+                if ids.shape[0] > cap:  # a wider stencil than any so far: bigger buffers
+                    cap = ids.shape[0]
+                    (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
+                    work.need[0] = d
+                for e in range(deg):
+                    j = ids[e]
+                    for a in range(d):
+                        off[e, a] = centers[j, a] - centers[i, a]
+                    y = values[0, j]
+                    oke = not math.isnan(y)
+                    ok[e] = oke
+                    yv[e] = y if oke else 0.0
+            if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm,
+                         xs, low, out, i):
+                flags[0, i] = 0
+            else:
+                flags[0, i] = _bin_general(1, deg, d, off, ok, ring, par, w, c0, work, comb,
+                                           yv, y0, na, wo, c0o, out, 0, i)
+        return out
+
+    return kernel
+
+
+#: :func:`_lsq2_kernel` on a CSR table: ``stencils = (table, indptr, rings, widen_to,
+#: min_points)``
+lsq2_single = _lsq2_kernel(False)
+#: :func:`_lsq2_kernel` on gathered stencils: ``stencils = (nbr_values, nbr_center,
+#: ring_of)``
+lsq2_gathered = _lsq2_kernel(True)
 
 
 # =========================================================================== grad1
@@ -2877,9 +2870,7 @@ def _grad1_slices(i, deg, d, off, side, values, nbr_values, ids, pos, t, s_count
     for s in range(s_count):
         y0 = values[s, t]
         if math.isnan(y0):
-            for a in range(d):
-                out[s, i, a] = np.nan
-            flags[s, i] = 2
+            _undefined(out, flags, s, i, d)
             continue
         same = have
         for e in range(deg):
@@ -2920,9 +2911,7 @@ def _grad1_slices(i, deg, d, off, side, values, nbr_values, ids, pos, t, s_count
                     we[e, a] = okf * (cb[a] * (sd < 0) + ca[a] * (sd > 0))
             have = True
         if not defined:
-            for a in range(d):
-                out[s, i, a] = np.nan
-            flags[s, i] = 2
+            _undefined(out, flags, s, i, d)
             continue
         for a in range(d):
             g[a] = 0.0
@@ -3073,9 +3062,7 @@ def _grad1_cone_kernel(gathered):
         for i in range(n):
             y0 = values[0, i]
             if math.isnan(y0):
-                for a in range(d):
-                    out[0, i, a] = np.nan
-                flags[0, i] = 2
+                _undefined(out, flags, 0, i, d)
                 continue
             for a in range(d):
                 cnt_b[a] = 0.0
@@ -3143,9 +3130,7 @@ def _grad1_cone_kernel(gathered):
                 redo[i] = True
                 continue
             if not defined:
-                for a in range(d):
-                    out[0, i, a] = np.nan
-                flags[0, i] = 2
+                _undefined(out, flags, 0, i, d)
                 continue
             _axis_coefficients(cnt_b, cnt_a, sum_b, sum_a, cb, ca, c0)
             for a in range(d):

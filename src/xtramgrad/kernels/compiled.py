@@ -172,16 +172,17 @@ def _lsq2_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out: 
     tag = _numba.dim_tag(centers.shape[1])
     if job.gathered is not None:
         g = job.gathered
-        _numba.lsq2_gathered(values, centers, np.ascontiguousarray(g.values, np.float64),
-                             np.ascontiguousarray(g.center, np.float64),
-                             np.ascontiguousarray(g.ring, np.int8), par, na, out, flags, tag)
+        padded = (np.ascontiguousarray(g.values, np.float64),
+                  np.ascontiguousarray(g.center, np.float64),
+                  np.ascontiguousarray(g.ring, np.int8))
+        _numba.lsq2_gathered(values, centers, padded, par, na, out, flags, tag)
         return out, flags
     rings, widen, min_points, _ = stencil_arrays(job.spec)
     table, indptr = table_arrays(job)
     if table.ndim == 2:  # the walks visit many rows: read them without padding
         indptr, table = _numba.padded_to_csr(table)
-    _numba.lsq2_single(values, centers, table, indptr, par, na, out, flags, rings, widen,
-                       min_points, tag)
+    _numba.lsq2_single(values, centers, (table, indptr, rings, widen, min_points), par, na,
+                       out, flags, tag)
     return out, flags
 
 
