@@ -2014,6 +2014,8 @@ def _driver(gathered):
         if gathered:
             nbr_values, nbr_sigma, nbr_center, ring_of = stencils
             cap = nbr_center.shape[1]
+            flat = np.empty(cap, dtype=np.int64)  # row()'s positions in the flattened rows
+            none = np.empty(0, dtype=np.int64)
         else:
             table, indptr, rings, widen_to, min_points, radius, kmax = stencils
             mark = np.full(n, -1, dtype=np.int64)
@@ -2032,16 +2034,8 @@ def _driver(gathered):
         direct_ok = lead and mode == MODE_VALUES and no <= d
         direct = False
         for i in range(n):
-            if gathered:
-                deg = 0
-                for r in range(cap):
-                    if math.isnan(nbr_center[i, r, 0]):
-                        continue
-                    ids[deg] = r
-                    ring[deg] = ring_of[i, r]
-                    for a in range(d):
-                        off[deg, a] = nbr_center[i, r, a] - centers[i, a]
-                    deg += 1
+            if gathered:  # ids: the entries' slots
+                deg = row(nbr_center, none, i, flat, ids)
             else:
                 if ring1:  # the table row itself (no duplicates, no self: checked upstream)
                     deg = row(table, indptr, i, ids, slot)
@@ -2055,10 +2049,13 @@ def _driver(gathered):
                         cap = ids.shape[0]
                         off, ok, prev_ok, yv, sg, w, wo, work, dw = _drive_work(cap, d, nq, no,
                                                                                 need)
-                for e in range(deg):
-                    j = ids[e]
-                    for a in range(d):
-                        off[e, a] = centers[j, a] - centers[i, a]
+            for e in range(deg):
+                j = ids[e]
+                if gathered:
+                    ring[e] = ring_of[i, j]
+                for a in range(d):
+                    c = nbr_center[i, j, a] if gathered else centers[j, a]
+                    off[e, a] = c - centers[i, a]
             have = False
             flag = 2
             cond = np.nan
@@ -2945,6 +2942,8 @@ def _grad1_driver(gathered):
         n = centers.shape[0]
         if gathered:
             k = nbr_b.shape[1]
+            flat = np.empty(k, dtype=np.int64)  # row()'s positions in the flattened rows
+            none = np.empty(0, dtype=np.int64)
         else:
             k = _widest_row(nbr_a, nbr_b, n)
             slot = np.empty(k, dtype=np.int64)
@@ -2972,27 +2971,18 @@ def _grad1_driver(gathered):
         for i in range(n):
             for a in range(d):
                 own[a] = centers[i, a]
-            if gathered:
-                deg = 0
-                for r in range(k):
-                    if math.isnan(nbr_b[i, r, 0]):
-                        continue
-                    ids[deg] = r
-                    for a in range(d):
-                        nbc[deg, a] = nbr_b[i, r, a]
-                        off[deg, a] = nbr_b[i, r, a] - own[a]
-                    if has_labels:
-                        lab[deg] = nbr_c[i, r]
-                    deg += 1
+            if gathered:  # ids: the entries' slots
+                deg = row(nbr_b, none, i, flat, ids)
             else:
                 deg = row(nbr_a, nbr_b, i, ids, slot)
-                for e in range(deg):
-                    j = ids[e]
-                    for a in range(d):
-                        nbc[e, a] = centers[j, a]
-                        off[e, a] = centers[j, a] - own[a]
-                    if has_labels:
-                        lab[e] = label_of(nbr_c, i, slot[e])
+            for e in range(deg):
+                j = ids[e]
+                for a in range(d):
+                    c = nbr_b[i, j, a] if gathered else centers[j, a]
+                    nbc[e, a] = c
+                    off[e, a] = c - own[a]
+                if has_labels:
+                    lab[e] = label_of(nbr_c, i, j if gathered else slot[e])
             if not sides(kind, deg, d, own, nbc, off, lab, thr, band, tie_u, tie_code, param,
                          side, miss, nmiss):
                 redo[i] = True
