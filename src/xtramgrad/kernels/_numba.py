@@ -6,10 +6,11 @@ Nothing here is public: the engine dispatches to these functions and the numpy f
 
 Structure
 ---------
-* **Rows and stencils.** :func:`row` reads one row of a padded ``(n, k)`` table or of a CSR
-  table (``indptr``, ``indices``): the two layouts compile to two specialisations of the
-  same code. :func:`_stencil_capped` walks rings of the table from one bin, in the order
-  of :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in order, first
+* **Rows and stencils.** :func:`row` reads one row of a padded ``(n, k)`` table, of a CSR
+  table (``indptr``, ``indices``) or of gathered stencils (``(n, K, d)`` centers, NaN at
+  padding): each layout compiles to its own specialisation of the same call.
+  :func:`_stencil_capped` walks rings of the table from one bin, in the order of
+  :mod:`.stencil` (ring 1 in table order, then each ring's bins' rows in order, first
   occurrence kept). Radius stencils come from a scan of the cells around the bin where
   the scan proves that the walk reaches the same bins (:func:`ball_index`,
   :func:`_ball_capped`), else from the walk, sorted in the same cell order.
@@ -144,8 +145,9 @@ def _row_gathered(table, indptr, i, nbr, slot):
 
 def row(table, indptr, i, nbr, slot):
     """Present neighbours of bin ``i`` of a padded (n, k) or CSR (``indptr``, entries)
-    table: fills ``nbr`` (positions) and ``slot`` (where each sits in the table, for
-    labels); returns their count. Compiled code gets the layout's version by the overload
+    table: fills ``nbr`` (positions) and ``slot`` (where each sits in the table: its
+    label's place, and on gathered stencils its place in every gathered array); returns
+    their count. Compiled code gets the layout's version by the overload
     below, resolved at compile time. A gathered stencil table (its entries' centers
     (n, k, d), NaN at padding: see :func:`lsq_single`) gives the positions
     ``i * k + slot`` of its present entries in the flattened gathered arrays.
@@ -2049,7 +2051,7 @@ def _driver(gathered):
                         cap = ids.shape[0]
                         off, ok, prev_ok, yv, sg, w, wo, work, dw = _drive_work(cap, d, nq, no,
                                                                                 need)
-            for e in range(deg):
+            for e in range(deg):  # (each ternary on gathered is pruned, as the branches)
                 j = ids[e]
                 if gathered:
                     ring[e] = ring_of[i, j]
@@ -2975,7 +2977,7 @@ def _grad1_driver(gathered):
                 deg = row(nbr_b, none, i, flat, ids)
             else:
                 deg = row(nbr_a, nbr_b, i, ids, slot)
-            for e in range(deg):
+            for e in range(deg):  # (each ternary on gathered is pruned, as the branches)
                 j = ids[e]
                 for a in range(d):
                     c = nbr_b[i, j, a] if gathered else centers[j, a]
