@@ -563,7 +563,7 @@ def test_grad_operator_rejects_varying_missing_pattern():
         pytest.param("gradn", {}, id="gradn"),
     ],
 )
-def test_grad_operator_equals_grad(method, kw, missing):
+def test_grad_operator_equals_grad(method, kw, missing, backend):
     ds = voronoi(n=100, d=2, seed=19)
     y = rng(20).standard_normal(100)
     if missing:
@@ -574,7 +574,15 @@ def test_grad_operator_equals_grad(method, kw, missing):
     g = ds.tram.grad("D", method=method, **kw).values
     via = (G @ np.nan_to_num(y)).reshape(100, 2)
     np.testing.assert_array_equal(np.isnan(via), np.isnan(g))
-    np.testing.assert_allclose(via, g, rtol=1e-12, atol=1e-12)
+    if backend == "numba" and method == "gradn":
+        # the compiled fit solves the same least-squares problems with other roundings:
+        # they agree to the fit's conditioning, as in test_kernels' numba-vs-numpy test
+        # (here 1.2e-12 relative on bin 94 with numba 0.68.1; the numpy backend: exact)
+        every = ~np.isnan(g)
+        np.testing.assert_allclose(via[every], g[every], rtol=0,
+                                   atol=1e-9 * np.abs(g[every]).max())
+    else:  # the operator's weights are the numpy fit's, applied by the same sums
+        np.testing.assert_allclose(via, g, rtol=1e-12, atol=1e-12)
     # NaN rows: exactly the undefined components, a single NaN on the bin's own column
     dense = G.toarray()
     nan_rows = np.isnan(dense).any(axis=1)
