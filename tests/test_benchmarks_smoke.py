@@ -36,7 +36,7 @@ def test_benchmark_quick_run(script):
         [sys.executable, str(BENCH / script), "--quick", "--repeat", "1"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # with a cold numba cache the first scripts compile the kernels (minutes)
         cwd=BENCH.parent,
     )
     assert res.returncode == 0, res.stderr[-2000:]

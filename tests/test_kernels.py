@@ -17,6 +17,7 @@ from scipy.spatial import Delaunay
 
 from xtramgrad import kernels
 from xtramgrad.kernels import Rings, Selection, compiled, engine
+from xtramgrad.kernels.compiled import read_only
 from xtramgrad.kernels.engine import weights_to_csr
 from xtramgrad.kernels.stencil import as_csr, build_neighbourhood, pad_rows
 from xtramgrad.kernels.tramway import grad1_weights
@@ -330,18 +331,20 @@ def test_grad1_cone_kernels_equal_the_general_driver_bitwise(name, centers, tabl
     y[rng.random(n) < 0.25] = np.nan
     present = table >= 0
     safe = np.where(present, table, 0)
-    nv = np.where(present, y[safe], np.nan)[None]
-    nc = np.where(present[..., None], centers[safe], np.nan)
+    # inputs read-only, as the library passes them (compiled.read_only): one compilation
+    nv = read_only(np.where(present, y[safe], np.nan)[None])
+    nc = read_only(np.where(present[..., None], centers[safe], np.nan))
     tag = np.empty((0,) * d)
-    none = np.zeros(0, np.int64)
+    none = read_only(np.zeros(0), np.int64)
+    ys, cs, ts = read_only(y[None]), read_only(centers), read_only(table, np.int64)
     kernels_ = {
         "general": lambda *a: _numba.grad1_table(
-            _numba.RULE_CODES["cone"], y[None], centers, table, none, np.zeros((0, 0), np.int64),
+            _numba.RULE_CODES["cone"], ys, cs, ts, none, read_only(np.zeros((0, 0)), np.int64),
             a[0], TIE_BAND, a[1], a[2], a[3], a[4], *a[5:], tag),
         "table": lambda *a: _numba.grad1_cone_single(
-            y[None], centers, table, none, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
+            ys, cs, ts, none, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
         "gathered": lambda *a: _numba.grad1_cone_gathered(
-            y[None], centers, nv, nc, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
+            ys, cs, nv, nc, a[0], TIE_BAND, a[1], a[2], a[4], *a[5:], tag),
     }
     for angle in (0.9, 0.5, 0.75):
         sel = Selection("cone", angle)
@@ -647,13 +650,17 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     from xtramgrad.kernels import _numba
     from xtramgrad.kernels.stencil import radius_stencil
 
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    # every input read-only, as the library passes them (compiled.read_only): numba
+    # compiles read-only and writable arguments apart (about a minute per driver)
+    centers = read_only(centers)
     n, d = centers.shape
     rng = np.random.default_rng(5)
     values = (np.sin(3 * centers).sum(axis=1) + rng.normal(0, 0.1, n))[None]
     values[0, rng.random(n) < 0.15] = np.nan
-    table = np.ascontiguousarray(table, dtype=np.int64)
-    indptr, indices = _numba.padded_to_csr(table)
+    values = read_only(values)
+    table = read_only(table, np.int64)
+    indptr, indices = (read_only(a, np.int64) for a in _numba.padded_to_csr(table))
+    none = read_only(np.zeros(0), np.int64)
     spacing = (np.ptp(centers, axis=0).prod() / n) ** (1 / d)
     code = {"lsq": 0, "lsq2": 1}.get(method, 3)
     degree = 2 if method == "local2" else 1
@@ -664,12 +671,11 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
         1: (np.array([4.0, 4.0, 2.0, 3.0]), unknowns, (2, 3, 2 * unknowns, 0.0)),
         3: (np.array([bw, float(degree)]), d + 1, (1, 0, 0, 3 * bw)),
     }[code]
-    comb = np.eye(d, nq)
+    comb = read_only(np.eye(d, nq))
     want = np.empty((1, n, d))
     flags = np.empty((1, n), np.int8)
     kmax = table.shape[1] if code == 0 else 0
-    stencils = (indices if code else table, indptr if code else np.zeros(0, np.int64), *spec,
-                kmax)
+    stencils = (indices if code else table, indptr if code else none, *spec, kmax)
     _numba.drive_table(code, values, values, centers, stencils, par, nq, comb,
                        _numba.MODE_VALUES, np.nan, want, flags, np.empty((1, n)),
                        _numba.dim_tag(d))
@@ -677,8 +683,8 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
     got_flags = np.empty_like(flags)
     tag = _numba.dim_tag(d)
     if code == 0:
-        _numba.lsq_single(values, centers, values, centers, table, np.zeros(0, np.int64), par,
-                          np.nan, got, got_flags, tag)
+        _numba.lsq_single(values, centers, values, centers, table, none, par, np.nan, got,
+                          got_flags, tag)
     elif code == 1:
         _numba.lsq2_single(values, centers, (indices, indptr, *spec[:3]), par, np.nan, got,
                            got_flags, tag)
@@ -697,14 +703,14 @@ def test_single_slice_kernels_equal_the_generic_driver_bitwise(name, centers, ta
         sp, ids, _ = radius_stencil(indptr, indices, centers, np.arange(n), 3 * bw)
     width = max(1, int(np.diff(sp).max()))
     pids = pad_rows(sp, ids, width)
-    nc = np.where((pids >= 0)[..., None], centers[np.maximum(pids, 0)], np.nan)
-    nv = np.where(pids >= 0, values[0][np.maximum(pids, 0)], np.nan)[None]
+    nc = read_only(np.where((pids >= 0)[..., None], centers[np.maximum(pids, 0)], np.nan))
+    nv = read_only(np.where(pids >= 0, values[0][np.maximum(pids, 0)], np.nan)[None])
     got[:] = 0
     if code == 0:
-        _numba.lsq_single(values, centers, nv.reshape(1, -1), nc.reshape(-1, d), nc,
-                          np.zeros(0, np.int64), par, np.nan, got, got_flags, tag)
+        _numba.lsq_single(values, centers, nv.reshape(1, -1), nc.reshape(-1, d), nc, none,
+                          par, np.nan, got, got_flags, tag)
     elif code == 1:
-        ring_of = pad_rows(sp, rings.astype(np.int64), width).astype(np.int8)
+        ring_of = read_only(pad_rows(sp, rings.astype(np.int64), width), np.int8)
         _numba.lsq2_gathered(values, centers, (nv, nc, ring_of), par, np.nan, got, got_flags,
                              tag)
     else:

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import TessellationError
+from ..kernels.compiled import read_only
 from ..kernels.engine import compiled_kernels
 from ..kernels.stencil import (
     Radius,
@@ -216,7 +217,9 @@ def _widest_radius(spec: Radius, indptr: np.ndarray, indices: np.ndarray,
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    # read-only, as the drivers' inputs: the walks they call compile once
+    indices, indptr = read_only(indices, np.int64), read_only(indptr, np.int64)
+    centers = read_only(centers)
     radius = float(spec.radius)
     ball = _numba.ball_index(indices, indptr, centers, radius)
     parts = np.array_split(np.arange(n, dtype=np.int64), max(1, min(os.cpu_count() or 1, 4)))

@@ -1212,7 +1212,7 @@ def _constrained_fit(deg, d, off, use, power, degree, qcols, nq, qpow, w, c0, wo
     phi = work.phi
     wt = work.wt
     idx = work.idx
-    m = 0
+    m = np.int64(0)  # (not a literal 0: see _bin_general)
     z = work.z
     for e in range(deg):
         if not use[e]:
@@ -1440,7 +1440,7 @@ def gradn_bin(deg, d, off, ok, ring, par, w, c0, work):
     wt = work.wt
     idx = work.idx
     z = work.z
-    m = 0
+    m = np.int64(0)  # (not a literal 0: see _bin_general)
     for e in range(deg):
         if not ok[e]:
             continue
@@ -1547,7 +1547,7 @@ def local_bin(deg, d, off, ok, ring, par, w, c0, work):
         flag = 1
     while True:
         p = 1 + d + (d * (d + 1) // 2 if use_degree == 2 else 0)
-        m = 0
+        m = np.int64(0)  # (not a literal 0: see _bin_general)
         for e in range(deg):
             if not ok[e]:
                 continue
@@ -2115,13 +2115,27 @@ drive_table = _driver(False)
 drive_gathered = _driver(True)
 
 
-@_jit
+@_inline
 def _bin_general(code, deg, d, off, ok, ring, par, w, c0, work, comb, yv, y0, na, wo, c0o,
                  out, s, i):
     """Slice ``s`` of bin ``i``'s gradient (``comb``: the gradient's columns of the method's
     quantities) as :func:`drive_table` computes it: the direct fit, else the per-bin map.
     What the single-slice kernels do where their own fit does not settle (rare; compiled
-    apart, so that its code stays out of their loops). Returns the flag."""
+    apart, :func:`_bin_general_apart`, so that its code stays out of their loops). Returns
+    the flag.
+
+    ``code`` and ``deg`` reach the compiled body as plain int64: numba compiles a function
+    apart for each literal argument, and for the literal a counter holds before its type
+    settles (``deg = 0`` ... ``deg += 1``). The callers' constants made five cold
+    compilations of 27-74 s each (bench_methods) where one does."""
+    return _bin_general_apart(np.int64(code), np.int64(deg), d, off, ok, ring, par, w, c0,
+                              work, comb, yv, y0, na, wo, c0o, out, s, i)
+
+
+@_jit
+def _bin_general_apart(code, deg, d, off, ok, ring, par, w, c0, work, comb, yv, y0, na, wo,
+                       c0o, out, s, i):
+    """:func:`_bin_general`, compiled once per dimension for every method."""
     dw = _direct_work(work)
     direct, _ = direct_prepare(code, deg, d, off, ok, par, dw)
     if direct:

@@ -135,6 +135,7 @@ def gcv_scores(
 def _fit_compiled(own, vals, centers, targets, ids, rows, slots, keep, m, k, d, bw, degree):  # noqa: ANN001, ANN202, E501
     """Fitted values and leverages of the sampled bins by the compiled ``local`` map."""
     from . import _numba
+    from .compiled import read_only
 
     s_count = vals.shape[0]
     nc = np.full((m, k, d), np.nan)
@@ -149,10 +150,12 @@ def _fit_compiled(own, vals, centers, targets, ids, rows, slots, keep, m, k, d, 
     out = np.empty((s_count, m, 1))
     flags = np.empty((s_count, m), dtype=np.int8)
     conds = np.empty((s_count, m))
-    center = np.ascontiguousarray(centers[targets])
+    center = read_only(centers[targets])
     code = _numba.METHOD_CODES["local"]
-    own_c = np.ascontiguousarray(own)
-    stencils = (nv, nv, nc, ring)
+    own_c = read_only(own)
+    comb = read_only(comb)
+    nv, nc, ring = read_only(nv), read_only(nc), read_only(ring, np.int8)
+    stencils = (nv, nv, nc, ring)  # read-only, as the chunked path's: one compilation
     _numba.drive_gathered(code, own_c, own_c, center, stencils, par, d + 1, comb,
                           _numba.MODE_VALUES, np.nan, out, flags, conds, _numba.dim_tag(d))
     yhat = out[:, :, 0].copy()

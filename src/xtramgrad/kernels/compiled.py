@@ -18,7 +18,7 @@ from ..selection import TIE_BAND, Selection
 from .job import Job
 from .stencil import Radius, Rings
 
-__all__ = ["generic", "grad1", "stencil_arrays", "table_arrays"]
+__all__ = ["generic", "grad1", "read_only", "stencil_arrays", "table_arrays"]
 
 # Decisions for cone ties, keyed by selection angle: sorted u values and their side code
 # (-1 below, +1 above, 0 neither), made with numpy's arccos exactly as the numpy rule does.
@@ -26,16 +26,40 @@ TIE_TABLES: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 _MAX_MISSES = 4096
 
 
+def read_only(a: Any, dtype: Any = np.float64) -> np.ndarray:
+    """``a`` as the compiled kernels read their inputs: C-contiguous, of ``dtype`` and
+    read-only (a view when ``a`` is writable; no copy when it already is all three).
+
+    Numba compiles a kernel apart for read-only arrays (what dask and zarr hand out) and
+    writable ones (numpy's own), and a cold compile of a driver takes about a minute: every
+    input read-only, a session that differentiates one map eagerly, then chunked, compiles
+    each kernel once.
+
+    Examples
+    --------
+    >>> a = read_only([[1, 2]])
+    >>> a.dtype, a.flags.c_contiguous, a.flags.writeable
+    (dtype('float64'), True, False)
+    """
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if out.flags.writeable:
+        out = out.view()
+        out.flags.writeable = False
+    return out
+
+
 def table_arrays(job: Job) -> tuple[np.ndarray, np.ndarray]:
     """``(table, indptr)`` as the compiled kernels take them: a padded 2D table with an empty
-    ``indptr``, or CSR ``indices`` with their ``indptr``."""
-    table = np.ascontiguousarray(job.table)
-    if not np.issubdtype(table.dtype, np.integer):
-        table = table.astype(np.int64)
-    if table.dtype != np.int64:
-        table = table.astype(np.int64)
-    indptr = np.ascontiguousarray(job.indptr, dtype=np.int64)
-    return table, indptr
+    ``indptr``, or CSR ``indices`` with their ``indptr`` (int64, :func:`read_only`)."""
+    return read_only(job.table, np.int64), read_only(job.indptr, np.int64)
+
+
+def _csr_of(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, indices)`` of a padded table, :func:`read_only` as every table."""
+    from . import _numba
+
+    indptr, indices = _numba.padded_to_csr(table)
+    return read_only(indptr, np.int64), read_only(indices, np.int64)
 
 
 def stencil_arrays(spec: Any) -> tuple[int, int, int, float]:
@@ -78,11 +102,11 @@ class _Generic:
         par = np.array(self.params(job.options), dtype=np.float64).reshape(-1)
         if par.size == 0:
             par = np.zeros(1)
-        comb = np.ascontiguousarray(job.combine, dtype=np.float64)
+        comb = read_only(job.combine, dtype=np.float64)
         nq = comb.shape[1]
         mode = _numba.MODE_VALUES if job.sigma is None else _numba.MODE_STD
-        values = np.ascontiguousarray(job.values, dtype=np.float64)
-        sigma = values if job.sigma is None else np.ascontiguousarray(job.sigma, np.float64)
+        values = read_only(job.values, dtype=np.float64)
+        sigma = values if job.sigma is None else read_only(job.sigma, np.float64)
         out, flags, conds = _outputs(job, comb.shape[0])
         na = float(job.na)
         d = job.centers.shape[1]
@@ -97,28 +121,28 @@ class _Generic:
             # the single-slice kernel on the gathered stencils (as eager, on the table)
             g = job.gathered
             n, k, d = g.center.shape
-            nc = np.ascontiguousarray(g.center, dtype=np.float64)
+            nc = read_only(g.center, dtype=np.float64)
             _numba.lsq_single(
-                values, np.ascontiguousarray(job.centers, dtype=np.float64),
-                np.ascontiguousarray(g.values, dtype=np.float64).reshape(1, n * k),
-                nc.reshape(n * k, d), nc, np.zeros(0, np.int64), par, na, out, flags,
+                values, read_only(job.centers, dtype=np.float64),
+                read_only(g.values, dtype=np.float64).reshape(1, n * k),
+                nc.reshape(n * k, d), nc, read_only(np.zeros(0), np.int64), par, na, out, flags,
                 _numba.dim_tag(d),
             )
             return out, flags
         if job.gathered is not None:
             g = job.gathered
-            nv = np.ascontiguousarray(g.values, dtype=np.float64)
-            ns = nv if g.sigma is None else np.ascontiguousarray(g.sigma, dtype=np.float64)
-            padded = (nv, ns, np.ascontiguousarray(g.center, dtype=np.float64),
-                      np.ascontiguousarray(g.ring, dtype=np.int8))
+            nv = read_only(g.values, dtype=np.float64)
+            ns = nv if g.sigma is None else read_only(g.sigma, dtype=np.float64)
+            padded = (nv, ns, read_only(g.center, dtype=np.float64),
+                      read_only(g.ring, dtype=np.int8))
             _numba.drive_gathered(
                 _numba.METHOD_CODES[self.name], values, sigma,
-                np.ascontiguousarray(job.centers, dtype=np.float64), padded, par, nq, comb,
+                read_only(job.centers, dtype=np.float64), padded, par, nq, comb,
                 mode, na, out, flags, conds, _numba.dim_tag(job.centers.shape[1]),
             )
             return out, flags
         table, indptr = table_arrays(job)
-        centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+        centers = read_only(job.centers, dtype=np.float64)
         rings, widen, min_points, radius = stencil_arrays(job.spec)
         ring1 = _ring1(job.spec)
         if single and ring1:
@@ -129,7 +153,7 @@ class _Generic:
             kmax = table.shape[1] if table.ndim == 2 else int(np.diff(indptr).max(initial=0))
         else:
             if table.ndim == 2:  # wide walks visit many rows: read them without padding
-                indptr, table = _numba.padded_to_csr(table)
+                indptr, table = _csr_of(table)
             kmax = 0  # the driver grows its buffers with the stencils
         stencils = (table, indptr, rings, widen, min_points, radius, int(kmax))
         _numba.drive_table(
@@ -145,18 +169,18 @@ def _local_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out:
     generic drivers)."""
     from . import _numba
 
-    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    centers = read_only(job.centers, dtype=np.float64)
     tag = (_numba.dim_tag(centers.shape[1]), _numba.degree_tag(int(par[1])))
     if job.gathered is not None:
         g = job.gathered
-        _numba.local_gathered(values, centers, np.ascontiguousarray(g.values, np.float64),
-                              np.ascontiguousarray(g.center, np.float64), par, na, out, flags,
+        _numba.local_gathered(values, centers, read_only(g.values, np.float64),
+                              read_only(g.center, np.float64), par, na, out, flags,
                               *tag)
         return out, flags
     assert isinstance(job.spec, Radius)
     table, indptr = table_arrays(job)
     if table.ndim == 2:  # the walks visit many rows: read them without padding
-        indptr, table = _numba.padded_to_csr(table)
+        indptr, table = _csr_of(table)
     par3 = np.array([par[0], par[1], float(job.spec.radius)])
     _numba.local_single(values, centers, table, indptr, par3, na, out, flags, *tag)
     return out, flags
@@ -168,19 +192,19 @@ def _lsq2_single(job: Job, values: np.ndarray, par: np.ndarray, na: float, out: 
     generic drivers)."""
     from . import _numba
 
-    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    centers = read_only(job.centers, dtype=np.float64)
     tag = _numba.dim_tag(centers.shape[1])
     if job.gathered is not None:
         g = job.gathered
-        padded = (np.ascontiguousarray(g.values, np.float64),
-                  np.ascontiguousarray(g.center, np.float64),
-                  np.ascontiguousarray(g.ring, np.int8))
+        padded = (read_only(g.values, np.float64),
+                  read_only(g.center, np.float64),
+                  read_only(g.ring, np.int8))
         _numba.lsq2_gathered(values, centers, padded, par, na, out, flags, tag)
         return out, flags
     rings, widen, min_points, _ = stencil_arrays(job.spec)
     table, indptr = table_arrays(job)
     if table.ndim == 2:  # the walks visit many rows: read them without padding
-        indptr, table = _numba.padded_to_csr(table)
+        indptr, table = _csr_of(table)
     _numba.lsq2_single(values, centers, (table, indptr, rings, widen, min_points), par, na,
                        out, flags, tag)
     return out, flags
@@ -220,8 +244,8 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
     kind = _numba.RULE_CODES[rule.compiled]
     param, thr = _selection_params(sel)
     d = job.centers.shape[1]
-    values = np.ascontiguousarray(job.values, dtype=np.float64)
-    centers = np.ascontiguousarray(job.centers, dtype=np.float64)
+    values = read_only(job.values, dtype=np.float64)
+    centers = read_only(job.centers, dtype=np.float64)
     out, flags, _ = _outputs(job, d)
     na = float(job.na)
     tag = np.empty((0,) * d)
@@ -229,15 +253,15 @@ def grad1(job: Job) -> tuple[np.ndarray, np.ndarray] | None:
     if gathered is None:
         table, indptr = table_arrays(job)
         if rule.needs_labels:
-            labels = np.ascontiguousarray(job.labels, dtype=np.int64)
+            labels = read_only(job.labels, dtype=np.int64)
         else:
-            labels = np.zeros((0,) * table.ndim, dtype=np.int64)
+            labels = read_only(np.zeros((0,) * table.ndim), np.int64)
     else:
-        nv = np.ascontiguousarray(gathered.values, dtype=np.float64)
-        nc = np.ascontiguousarray(gathered.center, dtype=np.float64)
+        nv = read_only(gathered.values, dtype=np.float64)
+        nc = read_only(gathered.center, dtype=np.float64)
         nl = (
-            np.ascontiguousarray(gathered.label, dtype=np.int64) if rule.needs_labels
-            else np.zeros((0, 0), dtype=np.int64)
+            read_only(gathered.label, dtype=np.int64) if rule.needs_labels
+            else read_only(np.zeros((0, 0)), np.int64)
         )
     tie_u, tie_code = TIE_TABLES.get(param, (np.empty(0), np.empty(0, dtype=np.int8)))
 
