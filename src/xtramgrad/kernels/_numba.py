@@ -2619,8 +2619,9 @@ def _lsq2_kernel(gathered):
         p = nq
         if gathered:
             nbr_values, nbr_center, ring_of = stencils
-            kk = nbr_center.shape[1]
-            cap = max(kk, 1)
+            cap = max(nbr_center.shape[1], 1)
+            flat = np.empty(cap, dtype=np.int64)  # row()'s positions in the flattened rows
+            none = np.empty(0, dtype=np.int64)
         else:
             table, indptr, rings, widen_to, min_points = stencils
             rowmax = _widest_row(table, indptr, n)
@@ -2628,7 +2629,7 @@ def _lsq2_kernel(gathered):
             slot = np.empty(rowmax, dtype=np.int64)
             mark = np.full(n, -1, dtype=np.int64)
             cap = max(64, 4 * rowmax)
-            ids = np.empty(cap, dtype=np.int64)
+        ids = np.empty(cap, dtype=np.int64)  # the bins of a stencil (gathered: its slots)
         ring = np.empty(cap, dtype=np.int8)
         (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
         work.need[0] = d
@@ -2640,19 +2641,8 @@ def _lsq2_kernel(gathered):
             if math.isnan(y0):
                 _undefined(out, flags, 0, i, d)
                 continue
-            if gathered:
-                deg = 0
-                for r in range(kk):
-                    if math.isnan(nbr_center[i, r, 0]):
-                        continue
-                    ring[deg] = ring_of[i, r]
-                    for a in range(d):
-                        off[deg, a] = nbr_center[i, r, a] - centers[i, a]
-                    y = nbr_values[0, i, r]
-                    oke = not math.isnan(y)
-                    ok[deg] = oke
-                    yv[deg] = y if oke else 0.0
-                    deg += 1
+            if gathered:  # ids: the entries' slots
+                deg = row(nbr_center, none, i, flat, ids)
             else:
                 deg, ids, ring = _walk_grown(i, table, indptr, centers, rings, widen_to,
                                              min_points, 0.0, mark, ids, ring, nbr, slot)
@@ -2660,14 +2650,17 @@ def _lsq2_kernel(gathered):
                     cap = ids.shape[0]
                     (off, ok, yv, w, wo, work), (use, buf, zz, wt, yy) = _quad_work(cap, d)
                     work.need[0] = d
-                for e in range(deg):
-                    j = ids[e]
-                    for a in range(d):
-                        off[e, a] = centers[j, a] - centers[i, a]
-                    y = values[0, j]
-                    oke = not math.isnan(y)
-                    ok[e] = oke
-                    yv[e] = y if oke else 0.0
+            for e in range(deg):  # (each ternary on gathered is pruned, as the branches)
+                j = ids[e]
+                if gathered:
+                    ring[e] = ring_of[i, j]
+                for a in range(d):
+                    c = nbr_center[i, j, a] if gathered else centers[j, a]
+                    off[e, a] = c - centers[i, a]
+                y = nbr_values[0, i, j] if gathered else values[0, j]
+                oke = not math.isnan(y)
+                ok[e] = oke
+                yv[e] = y if oke else 0.0
             if _quad_fit(deg, d, off, ok, yv, y0, power, cutoff, use, buf, zz, wt, yy, ph, nrm,
                          xs, low, out, i):
                 flags[0, i] = 0
