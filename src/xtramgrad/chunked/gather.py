@@ -690,8 +690,8 @@ def _compiled_walk(nb: Any, parts: list[np.ndarray], indptrs: list[np.ndarray | 
     lid = np.empty((m, k), dtype=np.int64)
     ring = np.empty((m, k), dtype=np.int8)
     centers = np.empty((m, k, d))
-    widest = int(nb.walk_padded(lind, lindptr, np.ascontiguousarray(cdata), ltargets, *args,
-                                skip, lid, ring, centers))
+    widest = int(nb.walk_padded(read_only(lind, np.int64), read_only(lindptr, np.int64),
+                                read_only(cdata), ltargets, *args, skip, lid, ring, centers))
     if width is None:
         return np.array([[[widest]]])
     if widest > width:

@@ -71,14 +71,14 @@ def typical_spacing(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray
 def _stencils(indptr: np.ndarray, indices: np.ndarray, centers: np.ndarray,
               targets: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Radius stencils of ``targets``: ``(sindptr, ids)`` (compiled when available)."""
+    from .compiled import read_only
     from .engine import compiled_kernels
 
     _numba = compiled_kernels()
-    if _numba is not None:
+    if _numba is not None:  # (read-only, as every stencil walk's inputs: compiled once)
         sp, ids, _ = _numba.walk_stencils(
-            np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64),
-            np.ascontiguousarray(centers, dtype=np.float64), np.asarray(targets, np.int64),
-            1, 0, 0, float(radius),
+            read_only(indices, np.int64), read_only(indptr, np.int64), read_only(centers),
+            np.asarray(targets, np.int64), 1, 0, 0, float(radius),
         )
         return sp, ids
     sp, ids, _ = build_stencil_csr(indptr, indices, centers, targets, radius)

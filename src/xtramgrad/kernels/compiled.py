@@ -28,12 +28,13 @@ _MAX_MISSES = 4096
 
 def read_only(a: Any, dtype: Any = np.float64) -> np.ndarray:
     """``a`` as the compiled kernels read their inputs: C-contiguous, of ``dtype`` and
-    read-only (a view when ``a`` is writable; no copy when it already is all three).
+    read-only (no copy when ``a`` already has that dtype and layout: then a read-only view
+    if it is writable).
 
     Numba compiles a kernel apart for read-only arrays (what dask and zarr hand out) and
-    writable ones (numpy's own), and a cold compile of a driver takes about a minute: every
-    input read-only, a session that differentiates one map eagerly, then chunked, compiles
-    each kernel once.
+    writable ones (numpy's own), and a cold compile of a driver takes about a minute: with
+    the drivers' and the stencil walks' inputs read-only, a session that differentiates one
+    map eagerly, then chunked, compiles each of them once.
 
     Examples
     --------

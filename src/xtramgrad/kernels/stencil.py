@@ -480,12 +480,12 @@ def stencil_sizes(
     pts = np.zeros((n, 1)) if centers is None else np.asarray(centers, dtype=np.float64)
     _numba = compiled_kernels()
     if _numba is not None:
-        from .compiled import stencil_arrays
+        from .compiled import read_only, stencil_arrays
 
         rings, widen, min_points, radius = stencil_arrays(spec)
         out = np.empty(n, dtype=np.int64)
         _numba.stencil_sizes(
-            np.asarray(indices, dtype=np.int64), np.asarray(indptr, dtype=np.int64), pts,
+            read_only(indices, np.int64), read_only(indptr, np.int64), read_only(pts),
             rings, widen, min_points, radius, out,
         )
         return out
